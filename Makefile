@@ -1,0 +1,40 @@
+# Atrium: the two commands that matter are `make run` and `make test`.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+
+.PHONY: help build run test lint unit crds cluster-up cluster-down cluster-binaries clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+build: ## build the atrium binary (debug)
+	$(CARGO) build --locked
+
+run: build ## run Atrium: on $$KUBECONFIG's cluster if reachable, else on a local control plane
+	tools/run.sh
+
+test: ## fmt, clippy, unit and integration tests against a local control plane (in a network namespace)
+	tools/test.sh
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit: ## unit tests only (no cluster needed)
+	$(CARGO) test --locked --lib --bins
+
+crds: ## regenerate crds/ from the Rust types
+	$(CARGO) run --locked --quiet -- crds --output-dir crds
+
+cluster-binaries: ## build (once) and print the directory of the control plane binaries
+	tools/local-cluster/build.sh
+
+cluster-up: ## start a local control plane in .cluster/ (KUBECONFIG=.cluster/kubeconfig)
+	tools/local-cluster/cluster.sh up
+
+cluster-down: ## stop the local control plane started by cluster-up
+	tools/local-cluster/cluster.sh down
+
+clean: cluster-down ## remove build output and local cluster state
+	$(CARGO) clean
+	rm -rf .cluster

@@ -1,0 +1,131 @@
+//! The command line: `atrium controller | gateway | crds | version`.
+//!
+//! Every flag can also be set through an `ATRIUM_*` environment variable (shown in `--help`),
+//! which is how the Helm chart and the manifests configure the binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::{self, LogFormat};
+use crate::{api, controller, gateway, version};
+
+/// Atrium: a microservice platform on Kubernetes (operator + API gateway).
+#[derive(Debug, Parser)]
+#[command(name = "atrium", version = version::VERSION, about, long_about = None)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "ATRIUM_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log level or filter, e.g. `info` or `atrium=debug,kube=info` (`RUST_LOG` wins when set).
+    #[arg(long, global = true, default_value = "info", env = "ATRIUM_LOG_LEVEL")]
+    pub log_level: String,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator: reconcile Microservices, ServiceConfigs and GatewayRoutes.
+    Controller(ControllerArgs),
+    /// Run the API gateway.
+    Gateway(GatewayArgs),
+    /// Print the CustomResourceDefinitions as a multi-document YAML stream.
+    Crds(CrdsArgs),
+    /// Print the version, git commit and Kubernetes API version compiled against.
+    Version,
+}
+
+/// Flags of `atrium controller`.
+#[derive(Clone, Debug, Args)]
+pub struct ControllerArgs {
+    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "ATRIUM_METRICS_LISTEN")]
+    pub metrics_listen: SocketAddr,
+}
+
+/// Flags of `atrium gateway`.
+#[derive(Clone, Debug, Args)]
+pub struct GatewayArgs {
+    /// Address that serves proxied traffic.
+    #[arg(long, default_value = "0.0.0.0:8000", env = "ATRIUM_LISTEN")]
+    pub listen: SocketAddr,
+    /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// Worker threads per listener (default: 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256), env = "ATRIUM_THREADS")]
+    pub threads: u16,
+    /// Seconds to keep serving in-flight requests after SIGTERM before exiting.
+    #[arg(long, default_value_t = 5, env = "ATRIUM_GRACE_PERIOD")]
+    pub grace_period: u64,
+}
+
+/// Flags of `atrium crds`.
+#[derive(Clone, Debug, Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD into this directory instead of printing a stream.
+    #[arg(long, env = "ATRIUM_CRDS_OUTPUT_DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Everything that can make the binary exit with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+    /// The controller failed.
+    #[error(transparent)]
+    Controller(#[from] controller::ControllerError),
+    /// The gateway failed.
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    /// CRDs could not be rendered or written.
+    #[error(transparent)]
+    Crds(#[from] api::crds::CrdError),
+    /// The async runtime could not start.
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Crds(args) => crds(&args),
+        Command::Version => {
+            println!("{}", version::summary());
+            Ok(())
+        }
+        Command::Controller(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(controller::run(args))?;
+            Ok(())
+        }
+        Command::Gateway(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            // pingora owns its runtimes and signal handling, so this runs outside tokio.
+            gateway::run(args)?;
+            Ok(())
+        }
+    }
+}
+
+fn crds(args: &CrdsArgs) -> Result<(), CliError> {
+    match &args.output_dir {
+        Some(dir) => {
+            for path in api::crds::write_dir(dir)? {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        None => print!("{}", api::crds::to_yaml_stream()?),
+    }
+    Ok(())
+}

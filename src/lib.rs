@@ -1,0 +1,14 @@
+//! Atrium: a Kubernetes operator and a pingora API gateway that turn a cluster into a
+//! microservice platform.
+//!
+//! The crate is one library under one binary (`atrium`). [`api`] holds the custom resources,
+//! [`controller`] the operator role, [`gateway`] the gateway role, and [`cli`] the command line
+//! that ties them together. See `DESIGN.md`-style notes in each module's docs.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod gateway;
+pub mod telemetry;
+pub mod version;

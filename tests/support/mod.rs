@@ -1,0 +1,201 @@
+//! Shared support for the integration tests: the local control plane that `make test`
+//! started, kubectl, per-test namespaces and the network-safety check.
+//!
+//! The tests never start a cluster themselves: `tools/test.sh` starts one per run inside a
+//! network namespace it created and passes its kubeconfig in `ATRIUM_TEST_KUBECONFIG`.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_path(name: &str) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(v) => PathBuf::from(v),
+        None => panic!(
+            "{name} is not set: integration tests run against the local control plane that \
+             `make test` starts (tools/test.sh); run `make test`, or start one with \
+             `tools/local-cluster/cluster.sh up` and export {name}"
+        ),
+    }
+}
+
+/// Kubeconfig of the test cluster.
+pub fn kubeconfig() -> PathBuf {
+    env_path("ATRIUM_TEST_KUBECONFIG")
+}
+
+/// kubectl built with the control plane.
+pub fn kubectl_bin() -> PathBuf {
+    env_path("ATRIUM_TEST_BIN_DIR").join("kubectl")
+}
+
+/// The `atrium` binary under test.
+pub fn atrium_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_atrium"))
+}
+
+/// Runs kubectl against the test cluster, with optional stdin.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(kubectl_bin());
+    cmd.arg("--kubeconfig").arg(kubeconfig()).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl starts");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("write kubectl stdin");
+    }
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// Runs kubectl and panics with its stderr unless it succeeds; returns stdout.
+pub fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A kube client for the test cluster.
+pub async fn client() -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig()).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    kube::Client::try_from(config).expect("client builds")
+}
+
+/// Installs the CRDs from `crds/` once per test binary and waits until they are Established.
+pub fn install_crds() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = repo().join("crds");
+        kubectl_ok(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=atrium-tests",
+                "-f",
+                dir.to_str().expect("utf-8 path"),
+            ],
+            None,
+        );
+        kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                dir.to_str().expect("utf-8 path"),
+            ],
+            None,
+        );
+    });
+}
+
+/// Creates a fresh namespace for one test and returns its name.
+pub fn namespace(test: &str) -> String {
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let name = format!("t-{test}-{:x}", suffix ^ std::process::id());
+    kubectl_ok(&["create", "namespace", &name], None);
+    name
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Network-safety check: the tests run inside a network namespace with only loopback and the
+/// pod range routed locally. Panics (before any traffic is sent) when that is not so.
+pub fn assert_hermetic_network() {
+    // /proc/self/net reflects this process's network namespace (/sys/class/net may not).
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let ifaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        ifaces,
+        vec!["lo"],
+        "integration tests must run inside the network namespace that `make test` creates \
+         (only `lo` may exist); found interfaces {ifaces:?}"
+    );
+    assert!(
+        std::net::TcpListener::bind("198.18.0.1:0").is_ok(),
+        "the pod range 198.18.0.0/16 is not routed to loopback in this network namespace"
+    );
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// GET `http://127.0.0.1:{port}{path}` with a real HTTP client; returns status and body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent.get(&url).call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// A child process that is killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Starts and stops a real local Kubernetes control plane: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and KWOK with fake nodes. Everything binds to
+# 127.0.0.1 on free ports; pods get IPs from 198.18.0.0/16 (KWOK's --cidr).
+#
+#   tools/local-cluster/cluster.sh up   [DIR]   # start, wait until ready, write DIR/kubeconfig
+#   tools/local-cluster/cluster.sh down [DIR]   # stop every process `up` started
+#   tools/local-cluster/cluster.sh status [DIR]
+#
+# DIR defaults to $ATRIUM_CLUSTER_DIR or ./.cluster. Logs are in DIR/logs/. Nodes:
+# $ATRIUM_KWOK_NODES (default 3). Binaries come from build.sh (cached; built once per version).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cmd="${1:-}"
+dir="${2:-${ATRIUM_CLUSTER_DIR:-$PWD/.cluster}}"
+nodes="${ATRIUM_KWOK_NODES:-3}"
+pod_cidr="198.18.0.0/16"
+service_cidr="198.19.0.0/16"
+
+log() { echo "[local-cluster] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS - start > timeout )); then
+      die "$what not ready after ${timeout}s; see $dir/logs/"
+    fi
+    sleep 0.2
+  done
+}
+
+start() { # start NAME BINARY ARGS...: runs in its own session, logs to DIR/logs/NAME.log
+  local name="$1"; shift
+  setsid "$@" > "$dir/logs/$name.log" 2>&1 < /dev/null &
+  echo "$! $name" >> "$dir/pids"
+}
+
+pki() {
+  local p="$dir/pki"
+  [[ -s "$p/admin.token" ]] && return 0
+  mkdir -p "$p"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=atrium-local-ca" \
+    -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$p/apiserver.key" -out "$p/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' > "$p/apiserver.ext"
+  openssl x509 -req -in "$p/apiserver.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$p/apiserver.ext" -out "$p/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
+  # Static tokens: one for the admin (system:masters), one per control-plane component.
+  local admin kcm sched kwok
+  admin="$(openssl rand -hex 24)"; kcm="$(openssl rand -hex 24)"
+  sched="$(openssl rand -hex 24)"; kwok="$(openssl rand -hex 24)"
+  {
+    echo "$admin,admin,admin-uid,\"system:masters\""
+    echo "$kcm,system:kube-controller-manager,kcm-uid"
+    echo "$sched,system:kube-scheduler,scheduler-uid"
+    echo "$kwok,kwok,kwok-uid,\"system:masters\""
+  } > "$p/tokens.csv"
+  echo "$admin" > "$p/admin.token"; echo "$kcm" > "$p/kcm.token"
+  echo "$sched" > "$p/scheduler.token"; echo "$kwok" > "$p/kwok.token"
+  chmod 600 "$p"/*.key "$p"/*.token "$p/tokens.csv"
+}
+
+kubeconfig() { # kubeconfig FILE USER TOKEN_FILE
+  local ca; ca="$(base64 -w0 < "$dir/pki/ca.crt")"
+  cat > "$1" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: atrium-local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $ca
+users:
+- name: $2
+  user:
+    token: $(cat "$3")
+contexts:
+- name: atrium-local
+  context: {cluster: atrium-local, user: $2, namespace: default}
+current-context: atrium-local
+KCFG
+  chmod 600 "$1"
+}
+
+up() {
+  if [[ -s "$dir/pids" ]] && status >/dev/null 2>&1; then
+    log "already running; KUBECONFIG=$dir/kubeconfig"; return 0
+  fi
+  local began=$SECONDS
+  local bin; bin="$("$here/build.sh")"
+  mkdir -p "$dir/logs"; rm -rf "$dir/etcd"; : > "$dir/pids"
+  pki
+  local etcd_port etcd_peer api_port_ kcm_port sched_port
+  etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port_="$(free_port)"
+  kcm_port="$(free_port)"; sched_port="$(free_port)"
+  api_port="$api_port_"
+  local t0=$SECONDS
+
+  start etcd "$bin/etcd" --name=local --data-dir="$dir/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+    --initial-cluster="local=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync=true --log-level=warn
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --secure-port="$api_port" \
+    --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
+    --client-ca-file="$dir/pki/ca.crt" --token-auth-file="$dir/pki/tokens.csv" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
+    --service-cluster-ip-range="$service_cidr" --allow-privileged=true \
+    --endpoint-reconciler-type=none --profiling=false --v=1
+  kubeconfig "$dir/kubeconfig" admin "$dir/pki/admin.token"
+  kubeconfig "$dir/kcm.kubeconfig" system:kube-controller-manager "$dir/pki/kcm.token"
+  kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$dir/pki/scheduler.token"
+  kubeconfig "$dir/kwok.kubeconfig" kwok "$dir/pki/kwok.token"
+  local k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
+  wait_for kube-apiserver 60 "${k[@]}" get --raw /readyz
+  log "kube-apiserver ready in $((SECONDS - t0))s on https://127.0.0.1:$api_port"
+
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig="$dir/kcm.kubeconfig" --authentication-kubeconfig="$dir/kcm.kubeconfig" \
+    --authorization-kubeconfig="$dir/kcm.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$kcm_port" \
+    --service-account-private-key-file="$dir/pki/sa.key" --root-ca-file="$dir/pki/ca.crt" \
+    --use-service-account-credentials=true --cluster-cidr="$pod_cidr" \
+    --service-cluster-ip-range="$service_cidr" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics --v=1
+  start kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig="$dir/scheduler.kubeconfig" --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
+    --authorization-kubeconfig="$dir/scheduler.kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$sched_port" --v=1
+  start kwok "$bin/kwok" --kubeconfig="$dir/kwok.kubeconfig" --config="$bin/kwok-stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --cidr="$pod_cidr" --node-ip=198.18.0.1 --node-lease-duration-seconds=40
+
+  local i
+  for i in $(seq 1 "$nodes"); do
+    "${k[@]}" apply -f - >/dev/null <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64, topology.kubernetes.io/zone: zone-$(( (i - 1) % 3 + 1 ))}
+spec: {}
+NODE
+  done
+  wait_for "KWOK nodes" 60 "${k[@]}" wait --for=condition=Ready node --all --timeout=1s
+  wait_for "default ServiceAccount" 60 "${k[@]}" -n default get serviceaccount default
+  echo "$bin" > "$dir/bin-dir"
+  log "control plane ready in $((SECONDS - began))s ($nodes KWOK nodes); export KUBECONFIG=$dir/kubeconfig"
+}
+
+down() {
+  [[ -f "$dir/pids" ]] || { log "nothing to stop in $dir"; return 0; }
+  local pid name
+  # Reverse start order: KWOK and controllers first, etcd last.
+  tac "$dir/pids" | while read -r pid name; do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  local deadline=$((SECONDS + 10))
+  while read -r pid name; do
+    while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done < "$dir/pids"
+  rm -f "$dir/pids"; rm -rf "$dir/etcd"
+  log "stopped"
+}
+
+status() {
+  [[ -s "$dir/pids" ]] || { echo "not running"; return 1; }
+  local pid name rc=0
+  while read -r pid name; do
+    if kill -0 "$pid" 2>/dev/null; then echo "$name running (pid $pid)"; else echo "$name stopped"; rc=1; fi
+  done < "$dir/pids"
+  return $rc
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status [DIR]" >&2; exit 2 ;;
+esac
