@@ -116,7 +116,17 @@ fn kubectl_explain_prints_the_field_docs() {
         .and_then(Value::as_str)
         .expect("healthCheck has a description");
     let first_sentence = described.split('.').next().expect("non-empty");
-    let out = kubectl_ok(&["explain", "microservice.spec.healthCheck"], None);
+    // The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    let out = wait_until(
+        "kubectl explain to know Microservice",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = kubectl(&["explain", "microservice.spec.healthCheck"], None);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+    );
     let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
     let want = first_sentence
         .split_whitespace()

@@ -23,7 +23,8 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ -n "$local_cluster" ]]; then tools/local-cluster/cluster.sh down "$local_cluster"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 0' INT TERM  # Ctrl-C is the normal way to stop; the EXIT trap cleans up
 
 bin="$(tools/local-cluster/build.sh)"
 kubectl="$bin/kubectl"

@@ -70,7 +70,7 @@ pub struct GatewayRouteSpec {
     pub hostnames: Vec<String>,
 
     /// Rules, each a set of matches and the backends that serve them.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 32))]
     pub rules: Vec<RouteRule>,
 
     /// Authentication applied to every rule that does not set its own.
@@ -103,7 +103,7 @@ pub struct RouteRule {
     /// Conditions a request must meet; the rule applies when any match does. Empty means
     /// every request (a PathPrefix match on `/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 8))]
     pub matches: Vec<RouteMatch>,
 
     /// Where matching requests go. With several backends, traffic splits by weight.
@@ -155,11 +155,11 @@ pub struct RouteMatch {
     pub method: Option<HttpMethod>,
     /// Header conditions; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 8))]
     pub headers: Vec<ValueMatch>,
     /// Query parameter conditions; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 8))]
     pub query_params: Vec<ValueMatch>,
 }
 
@@ -224,13 +224,13 @@ pub enum HttpMethod {
 pub struct ValueMatch {
     /// Header name (case-insensitive) or query parameter name (case-sensitive).
     #[schemars(length(min = 1, max = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.matches(\"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$\")", "message": "name must be a valid HTTP token (letters, digits and !#$%&'*+-.^_`|~)"}]))]
+    #[schemars(regex(pattern = r"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$"))]
     pub name: String,
     /// `Exact` (default) or `RegularExpression` (RE2, whole value).
     #[serde(rename = "type", default = "default_value_match_type")]
     pub type_: ValueMatchType,
     /// Value to compare with.
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = 1024))]
     pub value: String,
 }
 
@@ -323,7 +323,7 @@ pub struct HeaderModifier {
 pub struct Header {
     /// Header name.
     #[schemars(length(min = 1, max = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.matches(\"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$\")", "message": "name must be a valid HTTP token (letters, digits and !#$%&'*+-.^_`|~)"}]))]
+    #[schemars(regex(pattern = r"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$"))]
     pub name: String,
     /// Header value.
     #[schemars(length(max = 4096))]
@@ -341,10 +341,11 @@ pub struct RetryPolicy {
     /// Failures that are retried: `connect-failure` (default), `reset`, `timeout`,
     /// `gateway-error` (502, 503, 504) and `5xx`. Requests with a body are retried only on
     /// `connect-failure`.
+    // Not `on`: YAML 1.1 parsers (kubectl's among them) read a bare `on:` key as `true`.
     #[serde(default = "default_retry_on")]
     #[schemars(length(max = 5))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub on: Vec<RetryOn>,
+    pub retry_on: Vec<RetryOn>,
     /// Pause before each retry, doubled each time (default `25ms`).
     #[serde(default = "default_backoff")]
     pub backoff: Duration,
@@ -585,7 +586,7 @@ pub struct ForwardClaim {
     pub claim: String,
     /// Header to put it in, e.g. `x-user-id`.
     #[schemars(length(min = 1, max = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.matches(\"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$\")", "message": "header must be a valid HTTP header name"}]))]
+    #[schemars(regex(pattern = r"^[-A-Za-z0-9!#$%&'*+.^_`|~]+$"))]
     pub header: String,
 }
 

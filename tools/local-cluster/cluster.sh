@@ -8,7 +8,8 @@
 #   tools/local-cluster/cluster.sh status [DIR]
 #
 # DIR defaults to $ATRIUM_CLUSTER_DIR or ./.cluster. Logs are in DIR/logs/. Nodes:
-# $ATRIUM_KWOK_NODES (default 3). Binaries come from build.sh (cached; built once per version).
+# $ATRIUM_KWOK_NODES (default 3); node N hands out pod IPs from 198.18.N.0/24, every node's own
+# address is 198.18.0.1. Binaries come from build.sh (cached; built once per version).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-}"
@@ -16,6 +17,9 @@ dir="${2:-${ATRIUM_CLUSTER_DIR:-$PWD/.cluster}}"
 nodes="${ATRIUM_KWOK_NODES:-3}"
 pod_cidr="198.18.0.0/16"
 service_cidr="198.19.0.0/16"
+# kube-apiserver needs an advertise address when the host has no default route (as inside the
+# test network namespace) and refuses loopback ones; it only publishes it, nothing is sent there.
+advertise_ip="198.18.255.254"
 
 log() { echo "[local-cluster] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -28,7 +32,14 @@ free_port() {
 wait_for() {
   local what="$1" timeout="$2"; shift 2
   local start=$SECONDS
+  local pid name
   until "$@" >/dev/null 2>&1; do
+    while read -r pid name; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        tail -n 5 "$dir/logs/$name.log" >&2 || true
+        die "$name exited while waiting for $what; see $dir/logs/$name.log"
+      fi
+    done < "$dir/pids"
     if (( SECONDS - start > timeout )); then
       die "$what not ready after ${timeout}s; see $dir/logs/"
     fi
@@ -121,7 +132,7 @@ up() {
     --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
     --service-cluster-ip-range="$service_cidr" --allow-privileged=true \
-    --endpoint-reconciler-type=none --profiling=false --v=1
+    --advertise-address="$advertise_ip" --endpoint-reconciler-type=none --profiling=false --v=1
   kubeconfig "$dir/kubeconfig" admin "$dir/pki/admin.token"
   kubeconfig "$dir/kcm.kubeconfig" system:kube-controller-manager "$dir/pki/kcm.token"
   kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$dir/pki/scheduler.token"
@@ -155,7 +166,7 @@ metadata:
   name: kwok-node-$i
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64, topology.kubernetes.io/zone: zone-$(( (i - 1) % 3 + 1 ))}
-spec: {}
+spec: {podCIDR: "198.18.$i.0/24", podCIDRs: ["198.18.$i.0/24"]}
 NODE
   done
   wait_for "KWOK nodes" 60 "${k[@]}" wait --for=condition=Ready node --all --timeout=1s
