@@ -37,6 +37,16 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Print the version, git commit and Kubernetes API version compiled against.
     Version,
+    /// Print the ClusterRole with exactly the permissions the controller needs.
+    Rbac(RbacArgs),
+}
+
+/// Flags of `atrium rbac`.
+#[derive(Clone, Debug, Args)]
+pub struct RbacArgs {
+    /// Name of the ClusterRole.
+    #[arg(long, default_value = "atrium-controller", env = "ATRIUM_RBAC_NAME")]
+    pub name: String,
 }
 
 /// Flags of `atrium controller`.
@@ -45,6 +55,9 @@ pub struct ControllerArgs {
     /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
     #[arg(long, default_value = "0.0.0.0:8080", env = "ATRIUM_METRICS_LISTEN")]
     pub metrics_listen: SocketAddr,
+    /// Reconcile objects in this namespace only (default: every namespace).
+    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 /// Flags of `atrium gateway`.
@@ -87,6 +100,9 @@ pub enum CliError {
     /// CRDs could not be rendered or written.
     #[error(transparent)]
     Crds(#[from] api::crds::CrdError),
+    /// YAML output could not be rendered.
+    #[error("rendering YAML: {0}")]
+    Yaml(serde_saphyr::SerializeError),
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -96,6 +112,12 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crds(args) => crds(&args),
+        Command::Rbac(args) => {
+            let role = controller::rbac::controller_cluster_role(&args.name);
+            let yaml = serde_saphyr::to_string(&role).map_err(CliError::Yaml)?;
+            print!("{yaml}");
+            Ok(())
+        }
         Command::Version => {
             println!("{}", version::summary());
             Ok(())

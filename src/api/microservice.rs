@@ -219,7 +219,7 @@ fn default_protocol() -> Protocol {
 }
 
 /// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,

@@ -1,7 +1,18 @@
 //! The operator role (`atrium controller`).
 //!
-//! Owns the connection to the API server, the admin endpoints and, in later steps, one
-//! reconciler per kind. It may not touch the gateway's request path.
+//! Owns the connection to the API server, the admin endpoints and one reconciler per kind
+//! (`microservice`; ServiceConfig and GatewayRoute status follow). It may not touch the
+//! gateway's request path.
+
+pub mod apply;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod health_checks;
+pub mod metrics;
+pub mod microservice;
+pub mod rbac;
+mod run;
 
 use std::time::Duration;
 
@@ -63,6 +74,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
                 source,
             })?;
     info!(%url, server_version = %server.git_version, "connected to the Kubernetes API server");
+    let metrics = metrics::ControllerMetrics::register(&registry)?;
+    let controllers = run::controllers(client.clone(), args.watch_namespace.clone(), metrics);
     health.set_ready(true);
 
     let watch_api = async {
@@ -84,6 +97,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     tokio::select! {
         () = shutdown_signal() => info!("shutting down"),
         () = watch_api => {},
+        () = controllers => warn!("the controllers stopped"),
         res = admin_task => {
             if let Ok(Err(e)) = res {
                 return Err(e.into());

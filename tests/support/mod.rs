@@ -199,3 +199,105 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// Kubeconfig of the `atrium-controller` user, which has only the ClusterRole that
+/// `atrium rbac` prints (bound by [`grant_controller_rbac`]).
+pub fn controller_kubeconfig() -> PathBuf {
+    kubeconfig()
+        .parent()
+        .map(|d| d.join("controller.kubeconfig"))
+        .expect("kubeconfig has a directory")
+}
+
+/// Applies `atrium rbac` and binds it to the `atrium-controller` user, once per test binary.
+pub fn grant_controller_rbac() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new(atrium_bin()).arg("rbac").output().expect("atrium rbac runs");
+        assert!(out.status.success(), "atrium rbac failed");
+        let role = String::from_utf8(out.stdout).expect("utf-8");
+        kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&role));
+        let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: atrium-controller}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: atrium-controller}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: atrium-controller}]\n";
+        kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(binding));
+    });
+}
+
+/// A running `atrium controller` for one namespace, as the least-privileged user. Returns the
+/// process (killed on drop) and its metrics port.
+pub fn start_controller(namespace: &str) -> (Proc, u16) {
+    install_crds();
+    grant_controller_rbac();
+    let port = free_port();
+    let kubeconfig = controller_kubeconfig();
+    let child = Command::new(atrium_bin())
+        .args([
+            "controller",
+            "--watch-namespace",
+            namespace,
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info,atrium=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("controller starts");
+    let proc = Proc(child);
+    wait_until("controller ready", Duration::from_secs(30), || {
+        http_get(port, "/readyz").ok().filter(|(s, _)| *s == 200)
+    });
+    (proc, port)
+}
+
+/// Polls an async check every 200 ms until it returns `Some`, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Status and reason of condition `ty` of a custom object's status, if present.
+pub fn condition_of(
+    status: Option<&serde_json::Value>,
+    ty: &str,
+) -> Option<(String, String, String)> {
+    status?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(ty))
+        .map(|c| {
+            let s = |k: &str| {
+                c.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (s("status"), s("reason"), s("message"))
+        })
+}
+
+/// Checks that `ip` is an address of this test's own network namespace (the pod range routed to
+/// loopback), before anything is sent to it.
+pub fn assert_local_pod_ip(ip: &str) {
+    assert_hermetic_network();
+    let addr: std::net::Ipv4Addr = ip.parse().expect("an IPv4 address");
+    assert!(
+        addr.octets()[..2] == [198, 18],
+        "{ip} is outside the pod range 198.18.0.0/16 that this namespace routes locally"
+    );
+}

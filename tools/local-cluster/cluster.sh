@@ -55,7 +55,7 @@ start() { # start NAME BINARY ARGS...: runs in its own session, logs to DIR/logs
 
 pki() {
   local p="$dir/pki"
-  [[ -s "$p/admin.token" ]] && return 0
+  [[ -s "$p/controller.token" ]] && return 0
   mkdir -p "$p"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=atrium-local-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
@@ -67,17 +67,19 @@ pki() {
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
   # Static tokens: one for the admin (system:masters), one per control-plane component.
-  local admin kcm sched kwok
+  local admin kcm sched kwok ctl
   admin="$(openssl rand -hex 24)"; kcm="$(openssl rand -hex 24)"
-  sched="$(openssl rand -hex 24)"; kwok="$(openssl rand -hex 24)"
+  sched="$(openssl rand -hex 24)"; kwok="$(openssl rand -hex 24)"; ctl="$(openssl rand -hex 24)"
   {
     echo "$admin,admin,admin-uid,\"system:masters\""
     echo "$kcm,system:kube-controller-manager,kcm-uid"
     echo "$sched,system:kube-scheduler,scheduler-uid"
     echo "$kwok,kwok,kwok-uid,\"system:masters\""
+    # The Atrium controller as an ordinary user: it gets only the ClusterRole `atrium rbac` prints.
+    echo "$ctl,atrium-controller,atrium-controller-uid"
   } > "$p/tokens.csv"
   echo "$admin" > "$p/admin.token"; echo "$kcm" > "$p/kcm.token"
-  echo "$sched" > "$p/scheduler.token"; echo "$kwok" > "$p/kwok.token"
+  echo "$sched" > "$p/scheduler.token"; echo "$kwok" > "$p/kwok.token"; echo "$ctl" > "$p/controller.token"
   chmod 600 "$p"/*.key "$p"/*.token "$p/tokens.csv"
 }
 
@@ -137,6 +139,7 @@ up() {
   kubeconfig "$dir/kcm.kubeconfig" system:kube-controller-manager "$dir/pki/kcm.token"
   kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$dir/pki/scheduler.token"
   kubeconfig "$dir/kwok.kubeconfig" kwok "$dir/pki/kwok.token"
+  kubeconfig "$dir/controller.kubeconfig" atrium-controller "$dir/pki/controller.token"
   local k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
   wait_for kube-apiserver 60 "${k[@]}" get --raw /readyz
   log "kube-apiserver ready in $((SECONDS - t0))s on https://127.0.0.1:$api_port"

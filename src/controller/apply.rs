@@ -1,0 +1,57 @@
+//! Server-side apply and delete helpers shared by the reconcilers.
+
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ReconcileError;
+
+/// The field manager of every change the controller makes.
+pub const MANAGER: &str = "atrium-controller";
+
+/// Server-side applies `obj` (forcing ownership of the fields it sets, so a hand edit of a
+/// managed field is set back) and returns what the API server stored.
+pub async fn apply<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+    obj: &(impl Serialize + std::fmt::Debug),
+) -> Result<K, ReconcileError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|source| ReconcileError::Api {
+        action: "apply",
+        kind,
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// Deletes `name` if it exists; returns whether it existed.
+pub async fn delete_if_exists<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    name: &str,
+) -> Result<bool, ReconcileError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(source) => Err(ReconcileError::Api {
+            action: "delete",
+            kind,
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,136 @@
+//! State shared by all reconciles: the client, caches, metrics, events and health checks.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use super::events::Events;
+use super::health_checks::HealthChecks;
+use super::metrics::ControllerMetrics;
+use crate::api::{Microservice, ServiceConfig};
+
+/// How long the answer to "is the Prometheus Operator installed?" is trusted.
+const CAPABILITY_TTL: Duration = Duration::from_secs(60);
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Only this namespace is watched, when set.
+    pub namespace: Option<String>,
+    /// Metrics.
+    pub metrics: ControllerMetrics,
+    /// Event publisher.
+    pub events: Events,
+    /// Health checks of external instances.
+    pub health_checks: HealthChecks,
+    /// Cache of Microservices (for dependencies).
+    pub microservices: Store<Microservice>,
+    /// Cache of ServiceConfigs (for config wiring).
+    pub configs: Store<ServiceConfig>,
+    /// Cache of EndpointSlices (for endpoint counts and stale external slices).
+    pub slices: Store<EndpointSlice>,
+    /// Per-object memory: consecutive failures (backoff) and which optional children exist.
+    pub memory: Mutex<HashMap<ObjectRef<Microservice>, Memory>>,
+    pod_monitors: Mutex<Option<(bool, Instant)>>,
+}
+
+/// What the controller remembers about one Microservice between reconciles.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// Consecutive failed reconciles.
+    pub failures: u32,
+    /// Optional children believed to exist (`None` after a restart: assume any may).
+    pub children: Option<Children>,
+    /// Replicas last applied to the Deployment.
+    pub replicas: Option<i32>,
+}
+
+/// Optional children of a Microservice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Children {
+    /// A HorizontalPodAutoscaler.
+    pub hpa: bool,
+    /// A PodDisruptionBudget.
+    pub pdb: bool,
+    /// A PodMonitor.
+    pub pod_monitor: bool,
+    /// A Deployment (in-cluster mode).
+    pub deployment: bool,
+}
+
+impl Context {
+    /// Builds the context.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        namespace: Option<String>,
+        metrics: ControllerMetrics,
+        events: Events,
+        health_checks: HealthChecks,
+        microservices: Store<Microservice>,
+        configs: Store<ServiceConfig>,
+        slices: Store<EndpointSlice>,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            metrics,
+            events,
+            health_checks,
+            microservices,
+            configs,
+            slices,
+            memory: Mutex::new(HashMap::new()),
+            pod_monitors: Mutex::new(None),
+        }
+    }
+
+    /// An API handle for namespace `ns`.
+    pub fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Runs `f` on the memory of `key`.
+    pub fn remember<T>(
+        &self,
+        key: &ObjectRef<Microservice>,
+        f: impl FnOnce(&mut Memory) -> T,
+    ) -> T {
+        let mut mem = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        f(mem.entry(key.clone()).or_default())
+    }
+
+    /// Whether the PodMonitor API (Prometheus Operator) is served; cached for a minute.
+    pub async fn pod_monitors_available(&self) -> bool {
+        if let Some((answer, at)) = *self
+            .pod_monitors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < CAPABILITY_TTL
+        {
+            return answer;
+        }
+        let answer = match self
+            .client
+            .list_api_group_resources("monitoring.coreos.com/v1")
+            .await
+        {
+            Ok(list) => list.resources.iter().any(|r| r.name == "podmonitors"),
+            Err(_) => false,
+        };
+        *self
+            .pod_monitors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((answer, Instant::now()));
+        answer
+    }
+}

@@ -1,0 +1,467 @@
+//! The Microservice reconciler: fetch → validate → build → apply → status.
+//!
+//! Pure steps live in the submodules (`validate`, `deps`, `config`, `workload`, `extras`,
+//! `external`, `status`); this file is the thin driver that reads the caches, makes the API
+//! calls and writes status only when it changed.
+
+pub mod config;
+pub mod deps;
+mod events;
+pub mod external;
+pub mod extras;
+pub mod labels;
+pub mod status;
+pub mod validate;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::apply::{MANAGER, apply, delete_if_exists};
+use super::context::{Children, Context};
+use super::error::ReconcileError;
+use super::health_checks::Params;
+use crate::api::conditions;
+use crate::api::microservice::EndpointCounts;
+use crate::api::{Microservice, MicroserviceStatus};
+use status::{DeploymentView, Observed, Workload};
+use workload::Scrape;
+
+/// Name of this reconciler in metrics and logs.
+pub const CONTROLLER: &str = "microservice";
+/// Safety resync: with nothing changing, each object is looked at this often.
+pub const RESYNC: Duration = Duration::from_secs(600);
+
+fn pod_monitor_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PodMonitor");
+    Api::namespaced_with(ctx.client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// Reconciles one Microservice.
+#[instrument(skip_all, fields(microservice = %ms.name_any(), namespace = ms.namespace().unwrap_or_default()))]
+pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = ms
+        .namespace()
+        .ok_or_else(|| ReconcileError::NoNamespace(ms.name_any()))?;
+    let name = ms.name_any();
+    let key = ObjectRef::from_obj(ms.as_ref());
+
+    // Fetch (from caches): the namespace's Microservices and ServiceConfigs.
+    let graph: BTreeMap<String, deps::Node> = ctx
+        .microservices
+        .state()
+        .iter()
+        .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
+        .map(|m| {
+            let ready = m
+                .status
+                .as_ref()
+                .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+                .is_some_and(|c| c.status == conditions::TRUE);
+            (
+                m.name_any(),
+                deps::Node {
+                    depends_on: m.spec.depends_on.clone(),
+                    ready,
+                },
+            )
+        })
+        .collect();
+    let dependencies = deps::evaluate(&name, &graph);
+    let cached_configs = ctx.configs.state();
+    let configs = config::resolve(&ms.spec.configs, |n| {
+        cached_configs
+            .iter()
+            .find(|c| c.namespace().as_deref() == Some(ns.as_str()) && c.name_any() == n)
+            .map(AsRef::as_ref)
+    });
+
+    // Validate (pure).
+    let problems = validate::validate(&name, &ms.spec);
+
+    // Build and apply.
+    let (workload, endpoints) = if problems.is_empty() {
+        apply(
+            &ctx.api::<Service>(&ns),
+            "Service",
+            &name,
+            &workload::service(&ms),
+        )
+        .await?;
+        if ms.spec.image.is_some() {
+            ctx.health_checks.forget(&key);
+            let view = apply_in_cluster(&ms, &ctx, &ns, &key, &configs).await?;
+            (
+                Workload::InCluster(view),
+                in_cluster_endpoints(&ctx, &ns, &name),
+            )
+        } else {
+            let counts = apply_external(&ms, &ctx, &ns, &key).await?;
+            (Workload::External, counts)
+        }
+    } else {
+        (Workload::InCluster(None), EndpointCounts::default())
+    };
+
+    // Status.
+    let observed = Observed {
+        generation: ms.metadata.generation,
+        problems,
+        deps: dependencies,
+        configs,
+        workload,
+        endpoints,
+        url: workload::url(&ms),
+        selector: ms
+            .spec
+            .image
+            .is_some()
+            .then(|| labels::selector_string(&name)),
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::compute(ms.status.as_ref(), &observed, &now);
+    if ms.status.as_ref() != Some(&new_status) {
+        write_status(&ctx, &ns, &name, &new_status).await?;
+        events::publish(&ctx, &ms, ms.status.as_ref(), &new_status).await;
+    }
+    ctx.remember(&key, |m| m.failures = 0);
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &MicroserviceStatus,
+) -> Result<(), ReconcileError> {
+    let patch = json!({
+        "apiVersion": "atrium.dev/v1alpha1",
+        "kind": "Microservice",
+        "status": status,
+    });
+    ctx.api::<Microservice>(ns)
+        .patch_status(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| ReconcileError::Api {
+            action: "patch status",
+            kind: "Microservice",
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Deployment, HPA, PDB, PodMonitor. Returns the Deployment's state, or `None` when it does
+/// not exist because a referenced config is not there yet (it is not created or rolled then).
+async fn apply_in_cluster(
+    ms: &Microservice,
+    ctx: &Context,
+    ns: &str,
+    key: &ObjectRef<Microservice>,
+    configs: &config::Configs,
+) -> Result<Option<DeploymentView>, ReconcileError> {
+    let name = ms.name_any();
+    let monitors = ms.spec.metrics.is_some() && ctx.pod_monitors_available().await;
+    let scrape = match (&ms.spec.metrics, monitors) {
+        (None, _) => Scrape::None,
+        (Some(_), true) => Scrape::PodMonitor,
+        (Some(_), false) => Scrape::Annotations,
+    };
+    let deployments = ctx.api::<Deployment>(ns);
+    let deployment = if configs.complete() {
+        let desired = workload::deployment(ms, configs, scrape);
+        let stored = apply(&deployments, "Deployment", &name, &desired).await?;
+        let applied = desired.spec.as_ref().and_then(|s| s.replicas);
+        let previous = ctx.remember(key, |m| std::mem::replace(&mut m.replicas, applied));
+        if let (Some(before), Some(after)) = (previous, applied)
+            && before != after
+        {
+            ctx.events
+                .normal(
+                    &ms.object_ref(&()),
+                    "Scaled",
+                    format!("scaled the Deployment from {before} to {after} replicas"),
+                )
+                .await;
+        }
+        Some(stored)
+    } else {
+        // A config is missing: keep what runs (do not roll onto a config that is not there).
+        deployments
+            .get_opt(&name)
+            .await
+            .map_err(|source| ReconcileError::Api {
+                action: "get",
+                kind: "Deployment",
+                name: name.clone(),
+                source,
+            })?
+    };
+
+    let want = Children {
+        hpa: ms.spec.autoscaling.is_some(),
+        pdb: ms.spec.disruption_budget.is_some(),
+        pod_monitor: scrape == Scrape::PodMonitor,
+        deployment: true,
+    };
+    let had = ctx.remember(key, |m| m.children);
+    if let Some(hpa) = extras::hpa(ms) {
+        apply(
+            &ctx.api::<HorizontalPodAutoscaler>(ns),
+            "HorizontalPodAutoscaler",
+            &name,
+            &hpa,
+        )
+        .await?;
+    } else if had.is_none_or(|h| h.hpa) {
+        delete_if_exists(
+            &ctx.api::<HorizontalPodAutoscaler>(ns),
+            "HorizontalPodAutoscaler",
+            &name,
+        )
+        .await?;
+    }
+    if let Some(pdb) = extras::pdb(ms) {
+        apply(
+            &ctx.api::<PodDisruptionBudget>(ns),
+            "PodDisruptionBudget",
+            &name,
+            &pdb,
+        )
+        .await?;
+    } else if had.is_none_or(|h| h.pdb) {
+        delete_if_exists(
+            &ctx.api::<PodDisruptionBudget>(ns),
+            "PodDisruptionBudget",
+            &name,
+        )
+        .await?;
+    }
+    match (want.pod_monitor, extras::pod_monitor(ms)) {
+        (true, Some(pm)) => {
+            apply(&pod_monitor_api(ctx, ns), "PodMonitor", &name, &pm).await?;
+        }
+        _ if had.is_some_and(|h| h.pod_monitor) || (had.is_none() && monitors) => {
+            delete_if_exists(&pod_monitor_api(ctx, ns), "PodMonitor", &name).await?;
+        }
+        _ => {}
+    }
+    if had.is_none_or(|h| !h.deployment) {
+        delete_stale_slices(ctx, ns, &name, &[]).await?;
+    }
+    ctx.remember(key, |m| m.children = Some(want));
+    Ok(deployment.map(|d| view(&d)))
+}
+
+fn view(d: &Deployment) -> DeploymentView {
+    let status = d.status.clone().unwrap_or_default();
+    let conds = status.conditions.unwrap_or_default();
+    let has = |ty: &str, st: &str, reason: Option<&str>| {
+        conds.iter().any(|c| {
+            c.type_ == ty && c.status == st && reason.is_none_or(|r| c.reason.as_deref() == Some(r))
+        })
+    };
+    DeploymentView {
+        desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        generation: d.metadata.generation,
+        observed_generation: status.observed_generation,
+        replicas: status.replicas.unwrap_or(0),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        available_condition: has("Available", "True", None),
+        deadline_exceeded: has("Progressing", "False", Some("ProgressDeadlineExceeded")),
+    }
+}
+
+/// Ready and total endpoints of Service `name` from the cached EndpointSlices (each address
+/// counted once).
+fn in_cluster_endpoints(ctx: &Context, ns: &str, name: &str) -> EndpointCounts {
+    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+    for slice in ctx.slices.state() {
+        if slice.namespace().as_deref() != Some(ns)
+            || slice
+                .labels()
+                .get("kubernetes.io/service-name")
+                .map(String::as_str)
+                != Some(name)
+        {
+            continue;
+        }
+        for ep in &slice.endpoints {
+            let ready = ep
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(false);
+            for a in &ep.addresses {
+                *seen.entry(a.clone()).or_default() |= ready;
+            }
+        }
+    }
+    let ready = seen.values().filter(|r| **r).count();
+    EndpointCounts {
+        ready: i32::try_from(ready).unwrap_or(i32::MAX),
+        total: i32::try_from(seen.len()).unwrap_or(i32::MAX),
+    }
+}
+
+/// External mode: health checks, EndpointSlices, removal of in-cluster children.
+async fn apply_external(
+    ms: &Microservice,
+    ctx: &Context,
+    ns: &str,
+    key: &ObjectRef<Microservice>,
+) -> Result<EndpointCounts, ReconcileError> {
+    let name = ms.name_any();
+    let hc = ms.spec.health_check.clone();
+    let params = Params {
+        targets: external::targets(ms),
+        path: hc.as_ref().and_then(|h| h.path.clone()),
+        period: Duration::from_secs(
+            hc.as_ref()
+                .map_or(30, |h| h.period_seconds)
+                .unsigned_abs()
+                .into(),
+        ),
+        timeout: Duration::from_secs(
+            hc.as_ref()
+                .map_or(5, |h| h.timeout_seconds)
+                .unsigned_abs()
+                .into(),
+        ),
+        failure_threshold: hc
+            .as_ref()
+            .map_or(2, |h| h.failure_threshold)
+            .unsigned_abs(),
+        initial_delay: Duration::from_secs(
+            hc.as_ref()
+                .map_or(0, |h| h.initial_delay_seconds)
+                .unsigned_abs()
+                .into(),
+        ),
+    };
+    let verdicts = ctx
+        .health_checks
+        .ensure(key.clone(), ms.object_ref(&()), params);
+    let slices = external::endpoint_slices(ms, |a| verdicts.get(a).copied().unwrap_or(false));
+    let api = ctx.api::<EndpointSlice>(ns);
+    let mut names = vec![];
+    for s in &slices {
+        let slice_name = s.name_any();
+        apply(&api, "EndpointSlice", &slice_name, s).await?;
+        names.push(slice_name);
+    }
+    delete_stale_slices(ctx, ns, &name, &names).await?;
+
+    let had = ctx.remember(key, |m| m.children);
+    if had.is_none_or(|h| h.deployment) {
+        delete_if_exists(&ctx.api::<Deployment>(ns), "Deployment", &name).await?;
+        delete_if_exists(
+            &ctx.api::<HorizontalPodAutoscaler>(ns),
+            "HorizontalPodAutoscaler",
+            &name,
+        )
+        .await?;
+        delete_if_exists(
+            &ctx.api::<PodDisruptionBudget>(ns),
+            "PodDisruptionBudget",
+            &name,
+        )
+        .await?;
+    }
+    ctx.remember(key, |m| m.children = Some(Children::default()));
+
+    let ready = verdicts.values().filter(|r| **r).count();
+    Ok(EndpointCounts {
+        ready: i32::try_from(ready).unwrap_or(i32::MAX),
+        total: i32::try_from(verdicts.len()).unwrap_or(i32::MAX),
+    })
+}
+
+/// Deletes the controller's EndpointSlices of Service `name` that are not in `keep`.
+async fn delete_stale_slices(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    keep: &[String],
+) -> Result<(), ReconcileError> {
+    let api = ctx.api::<EndpointSlice>(ns);
+    for slice in ctx.slices.state() {
+        let l = slice.labels();
+        if slice.namespace().as_deref() == Some(ns)
+            && l.get("kubernetes.io/service-name").map(String::as_str) == Some(name)
+            && l.get("endpointslice.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some(labels::SLICE_MANAGER)
+            && !keep.contains(&slice.name_any())
+        {
+            delete_if_exists(&api, "EndpointSlice", &slice.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What to do after a failed reconcile: back off exponentially (1 s … 5 min) with jitter.
+pub fn error_policy(ms: Arc<Microservice>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(ms.as_ref());
+    let failures = ctx.remember(&key, |m| {
+        m.failures = m.failures.saturating_add(1);
+        m.failures
+    });
+    tracing::warn!(microservice = %key, error = %error, category = error.category(), failures, "reconcile failed");
+    ctx.metrics
+        .errors_by_category
+        .with_label_values(&[CONTROLLER, error.category()])
+        .inc();
+    Action::requeue(backoff(failures, jitter_seed()))
+}
+
+fn jitter_seed() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default()
+}
+
+/// `2^(failures-1)` seconds capped at 300, plus up to 25% jitter from `seed`.
+pub fn backoff(failures: u32, seed: u32) -> Duration {
+    let base_ms: u64 = 1000u64
+        .saturating_mul(1u64 << failures.saturating_sub(1).min(9))
+        .min(300_000);
+    let jitter = base_ms / 4 * u64::from(seed % 1000) / 1000;
+    Duration::from_millis(base_ms + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1, 0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0), Duration::from_secs(2));
+        assert_eq!(backoff(4, 0), Duration::from_secs(8));
+        assert_eq!(backoff(30, 0), Duration::from_secs(300));
+        assert!(backoff(1, 999) > backoff(1, 0) && backoff(1, 999) <= Duration::from_millis(1250));
+    }
+}

@@ -1,0 +1,86 @@
+//! The exact API permissions the controller needs, next to the code that uses them. The Helm
+//! chart and manifests render these; `atrium rbac` prints them as a ClusterRole, and the
+//! integration tests run the controller with nothing more.
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+const READ: &[&str] = &["get", "list", "watch"];
+const MANAGE: &[&str] = &[
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|s| (*s).to_owned()).collect()),
+        verbs: verbs.iter().map(|s| (*s).to_owned()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// Rules of the controller role.
+pub fn controller_rules() -> Vec<PolicyRule> {
+    vec![
+        // Our kinds: read specs, write status (conditions, counts, revisions).
+        rule(
+            "atrium.dev",
+            &["microservices", "serviceconfigs", "gatewayroutes"],
+            READ,
+        ),
+        rule(
+            "atrium.dev",
+            &[
+                "microservices/status",
+                "serviceconfigs/status",
+                "gatewayroutes/status",
+            ],
+            &["get", "update", "patch"],
+        ),
+        // Children of a Microservice (server-side apply = patch; stale optional children deleted).
+        rule("apps", &["deployments"], MANAGE),
+        rule("", &["services", "configmaps"], MANAGE),
+        rule("discovery.k8s.io", &["endpointslices"], MANAGE),
+        rule("autoscaling", &["horizontalpodautoscalers"], MANAGE),
+        rule("policy", &["poddisruptionbudgets"], MANAGE),
+        rule("monitoring.coreos.com", &["podmonitors"], MANAGE),
+        // Events for `kubectl describe`.
+        rule("events.k8s.io", &["events"], &["create", "patch"]),
+    ]
+}
+
+/// The controller's ClusterRole, named `name`.
+pub fn controller_cluster_role(name: &str) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(
+                [
+                    ("app.kubernetes.io/name".to_owned(), "atrium".to_owned()),
+                    (
+                        "app.kubernetes.io/component".to_owned(),
+                        "controller".to_owned(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        rules: Some(controller_rules()),
+        aggregation_rule: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_wildcards_and_no_secret_access() {
+        for r in controller_rules() {
+            assert!(!r.verbs.iter().any(|v| v == "*"), "{r:?}");
+            let res = r.resources.unwrap_or_default();
+            assert!(!res.iter().any(|x| x == "*" || x == "secrets"), "{res:?}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Wires the reconcilers to their watches and runs them until the process stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tracing::{debug, warn};
+
+use super::context::Context;
+use super::events::Events;
+use super::health_checks::HealthChecks;
+use super::metrics::ControllerMetrics;
+use super::microservice::{self, CONTROLLER};
+use crate::api::conditions;
+use crate::api::{Microservice, ServiceConfig};
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs every reconciler; resolves only when they all stop.
+pub async fn controllers(client: Client, namespace: Option<String>, metrics: ControllerMetrics) {
+    let ns = namespace.as_deref();
+    let cfg = watcher::Config::default();
+    let controller = Controller::new(api::<Microservice>(&client, ns), cfg.clone());
+    let ms_store = controller.store();
+
+    // ServiceConfigs and EndpointSlices: cached for reconciles and mapped to the
+    // Microservices they affect.
+    let (sc_store, sc_writer) = reflector::store::<ServiceConfig>();
+    let sc_stream = reflector::reflector(
+        sc_writer,
+        watcher(api::<ServiceConfig>(&client, ns), cfg.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
+    let slice_stream = reflector::reflector(
+        slice_writer,
+        watcher(
+            api::<EndpointSlice>(&client, ns),
+            cfg.clone().labels("kubernetes.io/service-name"),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events::new(client.clone());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        namespace.clone(),
+        metrics.clone(),
+        events.clone(),
+        HealthChecks::new(trigger_tx, events),
+        ms_store.clone(),
+        sc_store,
+        slice_store,
+    ));
+
+    let users_of_config = {
+        let store = ms_store.clone();
+        move |sc: ServiceConfig| {
+            let (ns, name) = (sc.namespace(), sc.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|m| m.namespace() == ns && m.spec.configs.iter().any(|c| c.name == name))
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let dependents = {
+        let store = ms_store.clone();
+        move |changed: Microservice| {
+            let (ns, name) = (changed.namespace(), changed.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|m| m.namespace() == ns && m.spec.depends_on.contains(&name))
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let slice_owner = |slice: EndpointSlice| {
+        let ns = slice.namespace();
+        slice.labels().get("kubernetes.io/service-name").map(|svc| {
+            let r = ObjectRef::<Microservice>::new(svc);
+            match ns {
+                Some(ns) => r.within(&ns),
+                None => r,
+            }
+        })
+    };
+
+    let janitor = janitor(ctx.clone());
+    let run = controller
+        .owns(api::<Deployment>(&client, ns), cfg.clone())
+        .owns(api::<Service>(&client, ns), cfg.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, ns), cfg.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), cfg.clone())
+        .watches(api::<Microservice>(&client, ns), cfg.clone(), dependents)
+        .watches_stream(sc_stream, users_of_config)
+        .watches_stream(slice_stream, slice_owner)
+        .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
+        .run(
+            {
+                let metrics = metrics.clone();
+                move |ms, ctx| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let timer = metrics
+                            .reconcile_time
+                            .with_label_values(&[CONTROLLER])
+                            .start_timer();
+                        let result = microservice::reconcile(ms, ctx).await;
+                        timer.observe_duration();
+                        let outcome = if result.is_ok() { "success" } else { "error" };
+                        metrics
+                            .reconcile_total
+                            .with_label_values(&[CONTROLLER, outcome])
+                            .inc();
+                        if result.is_err() {
+                            metrics
+                                .reconcile_errors
+                                .with_label_values(&[CONTROLLER])
+                                .inc();
+                        }
+                        result
+                    }
+                }
+            },
+            microservice::error_policy,
+            ctx,
+        )
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    debug!(object = %obj, "object gone")
+                }
+                Err(e) => warn!(error = %e, "controller event"),
+            }
+        });
+    tokio::select! {
+        () = run => {},
+        () = janitor => {},
+    }
+}
+
+/// Every 10 s: drops health checks of deleted Microservices and refreshes the
+/// `atrium_microservices{condition,status}` gauges from the cache (no API calls).
+async fn janitor(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let store = ctx.microservices.clone();
+        ctx.health_checks.retain(|k| store.get(k).is_some());
+        ctx.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|k, _| store.get(k).is_some());
+        let all = store.state();
+        for ty in [
+            conditions::READY,
+            conditions::RECONCILING,
+            conditions::STALLED,
+            conditions::AVAILABLE,
+            conditions::DEPENDENCIES_READY,
+            conditions::CONFIG_APPLIED,
+        ] {
+            for st in [conditions::TRUE, conditions::FALSE, conditions::UNKNOWN] {
+                let n = all
+                    .iter()
+                    .filter(|m| {
+                        let c = m
+                            .status
+                            .as_ref()
+                            .and_then(|s| conditions::find(&s.conditions, ty));
+                        c.map_or(conditions::UNKNOWN, |c| c.status.as_str()) == st
+                    })
+                    .count();
+                ctx.metrics
+                    .microservices
+                    .with_label_values(&[ty, st])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
