@@ -318,6 +318,32 @@ spec:
         )
     );
 
+    // kubectl describe tells the story.
+    let reasons = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector=involvedObject.name=web",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    for reason in [
+        "Created",
+        "BecameReady",
+        "RollingOut",
+        "RolledOut",
+        "Scaled",
+    ] {
+        assert!(
+            reasons.split(' ').any(|r| r == reason),
+            "no {reason} event among {reasons}"
+        );
+    }
+
     // Delete: the garbage collector removes every child.
     mss.delete("web", &Default::default())
         .await
@@ -581,6 +607,14 @@ spec:
 ---
 apiVersion: atrium.dev/v1alpha1
 kind: Microservice
+metadata: {name: bad-env}
+spec:
+  image: nginx:1.27
+  ports: [{name: http, port: 80}]
+  env: [{name: "NOT VALID=", value: x}]
+---
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
 metadata: {name: fine}
 spec: {image: nginx:1.27, ports: [{name: http, port: 80}]}
 "#,
@@ -588,6 +622,7 @@ spec: {image: nginx:1.27, ports: [{name: http, port: 80}]}
     for (name, words) in [
         ("local-only", "127.0.0.1 is a loopback address"),
         ("9lives", "cannot name a Service"),
+        ("bad-env", "Kubernetes refused the Deployment bad-env"),
     ] {
         let m = wait_status(&mss, name, "Stalled", |m| {
             cond(m.status.as_ref(), c::STALLED).is_some_and(|c| c.0 == "True")

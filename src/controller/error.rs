@@ -23,6 +23,21 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// For an API refusal: "Kubernetes refused the Deployment users: <the API server's reason>".
+    pub fn refusal(&self) -> String {
+        match self {
+            Self::Api {
+                kind,
+                name,
+                source: kube::Error::Api(s),
+                ..
+            } => {
+                format!("Kubernetes refused the {kind} {name}: {}", s.message)
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Bounded category: `conflict`, `forbidden`, `not_found`, `invalid`, `api`, `internal`.
     pub fn category(&self) -> &'static str {
         match self {

@@ -301,3 +301,32 @@ pub fn assert_local_pod_ip(ip: &str) {
         "{ip} is outside the pod range 198.18.0.0/16 that this namespace routes locally"
     );
 }
+
+/// The kstatus verdict (`Current`, `InProgress`, `Failed`, …) of an object, computed by
+/// sigs.k8s.io/cli-utils, the library Flux and Helm 4 use.
+pub fn kstatus(namespace: &str, resource: &str) -> String {
+    let json = kubectl_ok(&["get", "-n", namespace, resource, "-o", "json"], None);
+    let mut child = Command::new(env_path("ATRIUM_TEST_BIN_DIR").join("kstatus"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kstatus starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(json.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("kstatus finishes");
+    assert!(
+        out.status.success(),
+        "kstatus failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}

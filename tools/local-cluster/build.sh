@@ -3,8 +3,8 @@
 #
 #   tools/local-cluster/build.sh         # prints the directory that holds the binaries
 #
-# Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm and
-# kwok-stages.yaml in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
+# Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm,
+# kstatus and kwok-stages.yaml in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
 # are already there are not rebuilt. If KUBEBUILDER_ASSETS names a directory with the server
 # binaries, those are used instead of building them (kwok and helm are still built if missing).
 set -euo pipefail
@@ -72,5 +72,14 @@ if ! have helm; then
   log "building helm $HELM_VERSION"
   (cd "$here/helm" && timed go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm)
 fi
+
+# kstatus (sigs.k8s.io/cli-utils): the tests check that GitOps tools read our status right.
+ks="$cache/bin/cli-utils-$CLI_UTILS_VERSION"
+if [[ ! -x "$ks/kstatus" ]]; then
+  log "building kstatus (cli-utils $CLI_UTILS_VERSION)"
+  mkdir -p "$ks"
+  (cd "$here/../kstatus" && timed go build -trimpath -ldflags "-s -w" -o "$ks/kstatus" .)
+fi
+ln -sfn "$ks/kstatus" "$out/kstatus"
 
 echo "$out"

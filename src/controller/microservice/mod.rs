@@ -92,30 +92,22 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     });
 
     // Validate (pure).
-    let problems = validate::validate(&name, &ms.spec);
+    let mut problems = validate::validate(&name, &ms.spec);
 
-    // Build and apply.
-    let (workload, endpoints) = if problems.is_empty() {
-        apply(
-            &ctx.api::<Service>(&ns),
-            "Service",
-            &name,
-            &workload::service(&ms),
-        )
-        .await?;
-        if ms.spec.image.is_some() {
-            ctx.health_checks.forget(&key);
-            let view = apply_in_cluster(&ms, &ctx, &ns, &key, &configs).await?;
-            (
-                Workload::InCluster(view),
-                in_cluster_endpoints(&ctx, &ns, &name),
-            )
-        } else {
-            let counts = apply_external(&ms, &ctx, &ns, &key).await?;
-            (Workload::External, counts)
-        }
+    // Build and apply. A child the API server refuses as invalid (422) comes from input the
+    // schema could not check: that is a spec problem (Stalled), not a reason to retry.
+    let applied = if problems.is_empty() {
+        apply_children(&ms, &ctx, &ns, &key, &configs).await
     } else {
-        (Workload::InCluster(None), EndpointCounts::default())
+        Ok((Workload::InCluster(None), EndpointCounts::default()))
+    };
+    let (workload, endpoints) = match applied {
+        Ok(done) => done,
+        Err(e) if e.category() == "invalid" => {
+            problems.push(e.refusal());
+            (Workload::InCluster(None), EndpointCounts::default())
+        }
+        Err(e) => return Err(e),
     };
 
     // Status.
@@ -141,6 +133,34 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     }
     ctx.remember(&key, |m| m.failures = 0);
     Ok(Action::requeue(RESYNC))
+}
+
+async fn apply_children(
+    ms: &Microservice,
+    ctx: &Context,
+    ns: &str,
+    key: &ObjectRef<Microservice>,
+    configs: &config::Configs,
+) -> Result<(Workload, EndpointCounts), ReconcileError> {
+    let name = ms.name_any();
+    apply(
+        &ctx.api::<Service>(ns),
+        "Service",
+        &name,
+        &workload::service(ms),
+    )
+    .await?;
+    if ms.spec.image.is_some() {
+        ctx.health_checks.forget(key);
+        let view = apply_in_cluster(ms, ctx, ns, key, configs).await?;
+        Ok((
+            Workload::InCluster(view),
+            in_cluster_endpoints(ctx, ns, &name),
+        ))
+    } else {
+        let counts = apply_external(ms, ctx, ns, key).await?;
+        Ok((Workload::External, counts))
+    }
 }
 
 async fn write_status(
