@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use atrium::api::conditions::{self as c, find};
 use atrium::api::{Microservice, MicroserviceStatus};
@@ -20,25 +20,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WAIT: Duration = Duration::from_secs(90);
-
 /// (observedGeneration, Reconciling status) as a watcher saw them.
 type Seen = (Option<i64>, String);
-
-fn apply_yaml(ns: &str, yaml: &str) {
-    kubectl_ok(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=atrium-tests",
-            "-n",
-            ns,
-            "-f",
-            "-",
-        ],
-        Some(yaml),
-    );
-}
 
 fn cond(s: Option<&MicroserviceStatus>, ty: &str) -> Option<(String, String, String)> {
     s.and_then(|s| find(&s.conditions, ty))

@@ -14,7 +14,9 @@ cargo fmt --all -- --check
 step "cargo clippy -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 step "building tests (fetches crates; the namespace has no network)"
-cargo test --locked --no-run
+cargo_args=()
+for a in "$@"; do [[ "$a" == "--" ]] && break; cargo_args+=("$a"); done
+cargo test --locked --no-run "${cargo_args[@]}"
 step "control plane binaries"
 bin="$(tools/local-cluster/build.sh)"
 

@@ -36,6 +36,8 @@ pub struct Context {
     pub slices: Store<EndpointSlice>,
     /// Per-object memory: consecutive failures (backoff) and which optional children exist.
     pub memory: Mutex<HashMap<ObjectRef<Microservice>, Memory>>,
+    /// Consecutive failed reconciles of each ServiceConfig.
+    pub config_failures: Mutex<HashMap<ObjectRef<ServiceConfig>, u32>>,
     pod_monitors: Mutex<Option<(bool, Instant)>>,
 }
 
@@ -86,6 +88,7 @@ impl Context {
             configs,
             slices,
             memory: Mutex::new(HashMap::new()),
+            config_failures: Mutex::new(HashMap::new()),
             pod_monitors: Mutex::new(None),
         }
     }
@@ -106,6 +109,19 @@ impl Context {
         f: impl FnOnce(&mut Memory) -> T,
     ) -> T {
         let mut mem = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        f(mem.entry(key.clone()).or_default())
+    }
+
+    /// Runs `f` on the failure count of ServiceConfig `key`.
+    pub fn remember_config<T>(
+        &self,
+        key: &ObjectRef<ServiceConfig>,
+        f: impl FnOnce(&mut u32) -> T,
+    ) -> T {
+        let mut mem = self
+            .config_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f(mem.entry(key.clone()).or_default())
     }
 

@@ -1,7 +1,9 @@
 //! Controller metrics. Reconcile metrics use controller-runtime's names and labels so
 //! existing dashboards and alerts work unchanged.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Metrics of every reconciler, registered into the controller's registry.
 #[derive(Clone)]
@@ -17,6 +19,10 @@ pub struct ControllerMetrics {
     pub errors_by_category: IntCounterVec,
     /// `atrium_microservices{condition,status}`: Microservices by condition status.
     pub microservices: IntGaugeVec,
+    /// `atrium_serviceconfig_revisions_total`: revisions created.
+    pub serviceconfig_revisions: IntCounter,
+    /// `atrium_serviceconfig_rollout_seconds`: from a new revision to every consumer up to date.
+    pub serviceconfig_rollout_seconds: Histogram,
 }
 
 impl ControllerMetrics {
@@ -61,7 +67,22 @@ impl ControllerMetrics {
                 ),
                 &["condition", "status"],
             )?,
+            serviceconfig_revisions: IntCounter::new(
+                "atrium_serviceconfig_revisions_total",
+                "ServiceConfig revisions created",
+            )?,
+            serviceconfig_rollout_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "atrium_serviceconfig_rollout_seconds",
+                    "Time from a new ServiceConfig revision to every consumer running it",
+                )
+                .buckets(vec![
+                    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                ]),
+            )?,
         };
+        registry.register(Box::new(m.serviceconfig_revisions.clone()))?;
+        registry.register(Box::new(m.serviceconfig_rollout_seconds.clone()))?;
         registry.register(Box::new(m.reconcile_total.clone()))?;
         registry.register(Box::new(m.reconcile_errors.clone()))?;
         registry.register(Box::new(m.reconcile_time.clone()))?;

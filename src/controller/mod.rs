@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod microservice;
 pub mod rbac;
 mod run;
+pub mod service_config;
 
 use std::time::Duration;
 

@@ -39,6 +39,8 @@ pub fn controller_rules() -> Vec<PolicyRule> {
         ),
         // Children of a Microservice (server-side apply = patch; stale optional children deleted).
         rule("apps", &["deployments"], MANAGE),
+        // ServiceConfig history: a revision a ReplicaSet still uses is not pruned.
+        rule("apps", &["replicasets"], READ),
         rule("", &["services", "configmaps"], MANAGE),
         rule("discovery.k8s.io", &["endpointslices"], MANAGE),
         rule("autoscaling", &["horizontalpodautoscalers"], MANAGE),

@@ -6,21 +6,23 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::context::Context;
+use super::error::ReconcileError;
 use super::events::Events;
 use super::health_checks::HealthChecks;
 use super::metrics::ControllerMetrics;
 use super::microservice::{self, CONTROLLER};
+use super::service_config;
 use crate::api::conditions;
 use crate::api::{Microservice, ServiceConfig};
 
@@ -121,48 +123,92 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
         .watches_stream(slice_stream, slice_owner)
         .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
         .run(
-            {
-                let metrics = metrics.clone();
-                move |ms, ctx| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let timer = metrics
-                            .reconcile_time
-                            .with_label_values(&[CONTROLLER])
-                            .start_timer();
-                        let result = microservice::reconcile(ms, ctx).await;
-                        timer.observe_duration();
-                        let outcome = if result.is_ok() { "success" } else { "error" };
-                        metrics
-                            .reconcile_total
-                            .with_label_values(&[CONTROLLER, outcome])
-                            .inc();
-                        if result.is_err() {
-                            metrics
-                                .reconcile_errors
-                                .with_label_values(&[CONTROLLER])
-                                .inc();
-                        }
-                        result
-                    }
-                }
+            |ms, ctx| {
+                let metrics = ctx.metrics.clone();
+                measured(CONTROLLER, metrics, microservice::reconcile(ms, ctx))
             },
             microservice::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_outcome);
+
+    let configs_of = |m: Microservice| {
+        let ns = m.namespace();
+        m.spec
+            .configs
+            .iter()
+            .map(|c| {
+                let r = ObjectRef::<ServiceConfig>::new(&c.name);
+                match &ns {
+                    Some(ns) => r.within(ns),
+                    None => r,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let configs = Controller::new(api::<ServiceConfig>(&client, ns), cfg.clone())
+        .owns(
+            api::<ConfigMap>(&client, ns),
+            cfg.clone().labels(service_config::revision::CONFIG_LABEL),
+        )
+        .watches(api::<Microservice>(&client, ns), cfg.clone(), configs_of)
+        .run(
+            |sc, ctx| {
+                let metrics = ctx.metrics.clone();
+                measured(
+                    service_config::CONTROLLER,
+                    metrics,
+                    service_config::reconcile(sc, ctx),
+                )
+            },
+            service_config::error_policy,
             ctx,
         )
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    debug!(object = %obj, "object gone")
-                }
-                Err(e) => warn!(error = %e, "controller event"),
-            }
-        });
+        .for_each(log_outcome);
+
     tokio::select! {
         () = run => {},
+        () = configs => {},
         () = janitor => {},
     }
+}
+
+async fn log_outcome<K, E: std::fmt::Display>(res: Result<(ObjectRef<K>, Action), E>)
+where
+    K: kube::Resource,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+    ObjectRef<K>: std::fmt::Display,
+{
+    match res {
+        Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+        Err(e) => debug!(error = %e, "controller event"),
+    }
+}
+
+/// Runs a reconcile with controller-runtime's metrics around it.
+async fn measured(
+    controller: &'static str,
+    metrics: ControllerMetrics,
+    reconcile: impl std::future::Future<Output = Result<Action, ReconcileError>>,
+) -> Result<Action, ReconcileError> {
+    let timer = metrics
+        .reconcile_time
+        .with_label_values(&[controller])
+        .start_timer();
+    let result = reconcile.await;
+    timer.observe_duration();
+    let outcome = if result.is_ok() { "success" } else { "error" };
+    metrics
+        .reconcile_total
+        .with_label_values(&[controller, outcome])
+        .inc();
+    if result.is_err() {
+        metrics
+            .reconcile_errors
+            .with_label_values(&[controller])
+            .inc();
+    }
+    result
 }
 
 /// Every 10 s: drops health checks of deleted Microservices and refreshes the

@@ -330,3 +330,30 @@ pub fn kstatus(namespace: &str, resource: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// How long integration tests wait for the controller to converge.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Server-side applies a YAML stream into `namespace`.
+pub fn apply_yaml(namespace: &str, yaml: &str) {
+    kubectl_ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=atrium-tests",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+        ],
+        Some(yaml),
+    );
+}
+
+/// Writes a benchmark report to `target/bench/<name>` and prints it.
+pub fn write_report(name: &str, report: &str) {
+    print!("{report}");
+    let dir = repo().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    std::fs::write(dir.join(name), report).expect("write report");
+}

@@ -85,6 +85,13 @@ pub async fn publish(
         )
         .await;
     }
+    if let Some((c::TRUE, _, msg)) = state(Some(new), c::CONFIG_APPLIED)
+        && msg.contains("restarts the pods")
+        && state(old, c::CONFIG_APPLIED).is_none_or(|o| o.2 != msg)
+    {
+        ev.normal(&on, "HotReloadNeedsRestart", msg.to_owned())
+            .await;
+    }
     if let Some((c::FALSE, "DependencyMissing", msg)) = state(Some(new), c::DEPENDENCIES_READY)
         && state(old, c::DEPENDENCIES_READY).is_none_or(|o| o.2 != msg)
     {

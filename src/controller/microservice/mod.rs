@@ -456,7 +456,8 @@ pub fn error_policy(ms: Arc<Microservice>, error: &ReconcileError, ctx: Arc<Cont
     Action::requeue(backoff(failures, jitter_seed()))
 }
 
-fn jitter_seed() -> u32 {
+/// A cheap source of jitter for backoffs.
+pub fn jitter_seed() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
