@@ -118,6 +118,15 @@ async fn revisions_roll_file_and_env_consumers_and_reapplies_change_nothing() {
         Some("info")
     );
     assert_eq!(st.history.len(), 1);
+    assert_eq!(st.consumers_up_to_date.as_deref(), Some("2/2"));
+    let table = kubectl_ok(&["get", "svcconf", "settings", "-n", &ns], None);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(&rev1) && l.contains("2/2")),
+        "{table}"
+    );
     for name in ["files", "env"] {
         let d = deps.get(name).await.expect("Deployment");
         assert_eq!(
@@ -456,5 +465,51 @@ async fn oversized_update_stalls_and_the_previous_revision_keeps_serving() {
         st.current_revision,
         Some(rev),
         "the previous revision keeps serving"
+    );
+}
+
+#[tokio::test]
+async fn objects_that_exist_before_the_controller_starts_converge_without_false_alarms() {
+    assert_hermetic_network();
+    install_crds();
+    let ns = namespace("sc-early");
+    apply_yaml(
+        &ns,
+        &[
+            config("early", "{A: '1'}", ""),
+            "---\n".into(),
+            consumer("svc", "early", None),
+            consumer("peer", "early", None).replace(
+                "configs: [{name: early}]",
+                "configs: [{name: early}], dependsOn: [svc]",
+            ),
+        ]
+        .concat(),
+    );
+    let (_controller, _) = start_controller(&ns);
+    let scs: Api<ServiceConfig> = Api::namespaced(client().await, &ns);
+    wait_sc(&scs, "early", "Ready with both consumers", |s| {
+        ready(s)
+            && s.status
+                .as_ref()
+                .is_some_and(|st| st.consumers_up_to_date.as_deref() == Some("2/2"))
+    })
+    .await;
+    // The caches were filled before the first verdicts: nothing existing was reported missing.
+    let warnings = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector=type=Warning",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    assert!(
+        !warnings.contains("ConfigNotFound") && !warnings.contains("DependencyMissing"),
+        "false alarms: {warnings}"
     );
 }

@@ -40,8 +40,8 @@ const KEY_MESSAGE: &str = "keys must be 1-253 characters of letters, digits, '-'
     printcolumn(
         name = "Consumers",
         type_ = "string",
-        json_path = ".status.consumers[*].microservice",
-        description = "Microservices that use this config"
+        json_path = ".status.consumersUpToDate",
+        description = "Consumers running the current revision, of all consumers"
     ),
     printcolumn(
         name = "Ready",
@@ -140,6 +140,9 @@ pub struct ServiceConfigStatus {
     /// Microservices that use this config and the revision each runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<Consumer>,
+    /// Consumers running the current revision out of all, e.g. `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers_up_to_date: Option<String>,
 }
 
 /// One kept revision.

@@ -61,7 +61,10 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     let name = ms.name_any();
     let key = ObjectRef::from_obj(ms.as_ref());
 
-    // Fetch (from caches): the namespace's Microservices and ServiceConfigs.
+    // Fetch (from caches): the namespace's Microservices and ServiceConfigs. Right after a
+    // start the caches fill while the first reconciles run: wait for them, or a config or
+    // dependency that exists would be reported missing.
+    wait_for_caches(&ctx).await;
     let graph: BTreeMap<String, deps::Node> = ctx
         .microservices
         .state()
@@ -133,6 +136,13 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     }
     ctx.remember(&key, |m| m.failures = 0);
     Ok(Action::requeue(RESYNC))
+}
+
+/// Waits until the shared caches have listed everything once (immediately after that).
+pub async fn wait_for_caches(ctx: &Context) {
+    let _ = ctx.microservices.wait_until_ready().await;
+    let _ = ctx.configs.wait_until_ready().await;
+    let _ = ctx.slices.wait_until_ready().await;
 }
 
 async fn apply_children(

@@ -138,6 +138,7 @@ pub fn compute(old: Option<&ServiceConfigStatus>, o: &Observed, now: &Time) -> S
         set(c::READY, false, "RollingOut", msg.clone());
         set(c::RECONCILING, true, "RollingOut", msg);
     }
+    let up_to_date = format!("{}/{}", consumers.len() - behind.len(), consumers.len());
     let mut history = o.history.clone();
     history.sort_by_key(|k| std::cmp::Reverse(k.created.0));
     ServiceConfigStatus {
@@ -154,6 +155,7 @@ pub fn compute(old: Option<&ServiceConfigStatus>, o: &Observed, now: &Time) -> S
             })
             .collect(),
         consumers,
+        consumers_up_to_date: Some(up_to_date),
     }
 }
 
