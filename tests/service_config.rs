@@ -513,3 +513,86 @@ async fn objects_that_exist_before_the_controller_starts_converge_without_false_
         "false alarms: {warnings}"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_config_keeps_serving_its_consumers() {
+    assert_hermetic_network();
+    let ns = namespace("sc-gone");
+    let (_controller, _) = start_controller(&ns);
+    let client = client().await;
+    let scs: Api<ServiceConfig> = Api::namespaced(client.clone(), &ns);
+    let mss: Api<Microservice> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    apply_yaml(
+        &ns,
+        &[
+            config("shared", "{A: '1'}", ""),
+            "---\n".into(),
+            consumer("app", "shared", Some("/etc/shared")),
+        ]
+        .concat(),
+    );
+    let sc = wait_sc(&scs, "shared", "Ready", |s| {
+        ready(s)
+            && s.status
+                .as_ref()
+                .is_some_and(|st| st.consumers_up_to_date.as_deref() == Some("1/1"))
+    })
+    .await;
+    let cm = sc
+        .status
+        .and_then(|s| s.config_map_name)
+        .expect("ConfigMap");
+    let template = deps
+        .get("app")
+        .await
+        .expect("Deployment")
+        .spec
+        .map(|s| s.template);
+
+    scs.delete("shared", &Default::default())
+        .await
+        .expect("deleted");
+    eventually(
+        "the consumer to report the missing config",
+        WAIT,
+        || async {
+            let m = mss.get("app").await.ok()?;
+            let c = m
+                .status
+                .as_ref()
+                .and_then(|s| find(&s.conditions, c::CONFIG_APPLIED))?;
+            (c.status == "False" && c.message.contains("shared")).then_some(())
+        },
+    )
+    .await;
+    // The consumer's own ownership keeps the revision from the garbage collector, and the
+    // Deployment is not rolled.
+    let still = cms.get_opt(&cm).await.expect("get");
+    assert!(
+        still.is_some(),
+        "the ConfigMap of the running revision was deleted"
+    );
+    assert_eq!(
+        deps.get("app")
+            .await
+            .expect("Deployment")
+            .spec
+            .map(|s| s.template),
+        template
+    );
+    let warnings = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector=involvedObject.name=app,type=Warning",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    assert!(warnings.contains("ConfigNotFound"), "{warnings}");
+}

@@ -39,6 +39,7 @@ pub struct Context {
     /// Consecutive failed reconciles of each ServiceConfig.
     pub config_failures: Mutex<HashMap<ObjectRef<ServiceConfig>, u32>>,
     pod_monitors: Mutex<Option<(bool, Instant)>>,
+    caches: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the controller remembers about one Microservice between reconciles.
@@ -78,6 +79,18 @@ impl Context {
         configs: Store<ServiceConfig>,
         slices: Store<EndpointSlice>,
     ) -> Self {
+        // kube's `Store::wait_until_ready` wakes only the last of several concurrent waiters
+        // (a oneshot receiver behind it keeps one waker), so exactly one task waits for the
+        // ServiceConfig and EndpointSlice caches and opens a gate every reconcile can await.
+        // The Microservice cache is not touched: kube's own applier waits on it before the
+        // first reconcile, and a second waiter could steal its wake-up.
+        let (open, caches) = tokio::sync::watch::channel(false);
+        let (c, s) = (configs.clone(), slices.clone());
+        tokio::spawn(async move {
+            let _ = c.wait_until_ready().await;
+            let _ = s.wait_until_ready().await;
+            let _ = open.send(true);
+        });
         Self {
             client,
             namespace,
@@ -90,7 +103,15 @@ impl Context {
             memory: Mutex::new(HashMap::new()),
             config_failures: Mutex::new(HashMap::new()),
             pod_monitors: Mutex::new(None),
+            caches,
         }
+    }
+
+    /// Resolves once the ServiceConfig and EndpointSlice caches have listed everything (at
+    /// once after that). The Microservice cache is ready before any reconcile runs.
+    pub async fn caches_ready(&self) {
+        let mut rx = self.caches.clone();
+        let _ = rx.wait_for(|ready| *ready).await;
     }
 
     /// An API handle for namespace `ns`.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -140,9 +140,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
 
 /// Waits until the shared caches have listed everything once (immediately after that).
 pub async fn wait_for_caches(ctx: &Context) {
-    let _ = ctx.microservices.wait_until_ready().await;
-    let _ = ctx.configs.wait_until_ready().await;
-    let _ = ctx.slices.wait_until_ready().await;
+    ctx.caches_ready().await;
 }
 
 async fn apply_children(
@@ -218,6 +216,7 @@ async fn apply_in_cluster(
     };
     let deployments = ctx.api::<Deployment>(ns);
     let deployment = if configs.complete() {
+        hold_config_maps(ms, ctx, ns, configs).await?;
         let desired = workload::deployment(ms, configs, scrape);
         let stored = apply(&deployments, "Deployment", &name, &desired).await?;
         let applied = desired.spec.as_ref().and_then(|s| s.replicas);
@@ -300,6 +299,44 @@ async fn apply_in_cluster(
     }
     ctx.remember(key, |m| m.children = Some(want));
     Ok(deployment.map(|d| view(&d)))
+}
+
+/// Adds this Microservice as a (non-controller) owner of every ConfigMap it uses, under a field
+/// manager of its own. The garbage collector then keeps a revision while any consumer exists,
+/// even if its ServiceConfig is deleted: consumers keep running their last revision.
+async fn hold_config_maps(
+    ms: &Microservice,
+    ctx: &Context,
+    ns: &str,
+    configs: &config::Configs,
+) -> Result<(), ReconcileError> {
+    let Some(mut owner) = ms.controller_owner_ref(&()) else {
+        return Ok(());
+    };
+    owner.controller = None;
+    owner.block_owner_deletion = None;
+    let api = ctx.api::<ConfigMap>(ns);
+    let manager = format!("{MANAGER}/consumer-{}", ms.name_any());
+    for c in &configs.resolved {
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": c.config_map, "ownerReferences": [owner]},
+        });
+        api.patch(
+            &c.config_map,
+            &PatchParams::apply(&manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| ReconcileError::Api {
+            action: "apply owner of",
+            kind: "ConfigMap",
+            name: c.config_map.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn view(d: &Deployment) -> DeploymentView {
