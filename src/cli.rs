@@ -72,6 +72,10 @@ pub struct GatewayArgs {
     /// Worker threads per listener (default: 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256), env = "ATRIUM_THREADS")]
     pub threads: u16,
+    /// Read GatewayRoutes and Microservices (with static endpoints) from this directory instead
+    /// of a cluster; changes are picked up without a restart.
+    #[arg(long, env = "ATRIUM_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
     /// Seconds to keep serving in-flight requests after SIGTERM before exiting.
     #[arg(long, default_value_t = 5, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,

@@ -5,16 +5,32 @@ use http::{Response, StatusCode, header};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Serves health and metrics.
+use arc_swap::ArcSwap;
+
+use super::table::RouteTable;
+
+/// Serves health, metrics and the current route table.
 pub struct AdminApp {
     registry: Registry,
+    table: Arc<ArcSwap<RouteTable>>,
+    ready: Arc<AtomicBool>,
 }
 
 impl AdminApp {
-    /// Serves `registry` on `/metrics`.
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    /// Serves `registry` on `/metrics` and `table` on `/routes`; `/readyz` follows `ready`.
+    pub fn new(
+        registry: Registry,
+        table: Arc<ArcSwap<RouteTable>>,
+        ready: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            registry,
+            table,
+            ready,
+        }
     }
 }
 
@@ -34,8 +50,19 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Ve
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
-            "/healthz" | "/livez" | "/readyz" => {
+            "/healthz" | "/livez" => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.ready.load(Ordering::Acquire) => {
                 respond(StatusCode::OK, "text/plain", b"ok\n".to_vec())
+            }
+            "/readyz" => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"no route table yet\n".to_vec(),
+            ),
+            "/routes" => {
+                let table = self.table.load();
+                let body = serde_json::to_vec_pretty(&table.summary).unwrap_or_default();
+                respond(StatusCode::OK, "application/json", body)
             }
             "/metrics" => match crate::admin::encode_metrics(&self.registry) {
                 Ok(body) => respond(StatusCode::OK, "text/plain; version=0.0.4", body),

@@ -1,11 +1,27 @@
 //! The gateway role (`atrium gateway`), a pingora server.
 //!
-//! Today it starts pingora with the admin endpoints and a front listener that answers every
-//! request with a JSON 404 (no routes are loaded yet); the route table, matching and proxying
-//! plug into [`front::NoRoutes`]'s place. It owns nothing of the controller.
+//! It builds an immutable [`table::RouteTable`] off the request path and swaps it atomically;
+//! the [`proxy::Gateway`] pingora service matches, picks endpoints, rewrites and forwards.
+//! Configuration comes from a directory (`--config-dir`, file mode; re-read when it changes).
+//! Cluster mode (watching GatewayRoutes and EndpointSlices) is not built yet: without
+//! `--config-dir` the gateway serves an empty table (404 for every request). It owns nothing of
+//! the controller.
 
 mod admin_app;
-mod front;
+pub mod files;
+pub mod matcher;
+pub mod path;
+pub mod proxy;
+pub mod table;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus::{IntCounterVec, Opts};
+use tracing::{error, warn};
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -40,6 +56,29 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     }
     let registry = Registry::new();
     crate::admin::register_build_info(&registry, "gateway")?;
+    let updates = IntCounterVec::new(
+        Opts::new(
+            "atrium_gateway_route_table_updates_total",
+            "Route table builds by result (ok, partial: some objects skipped)",
+        ),
+        &["result"],
+    )?;
+    registry.register(Box::new(updates.clone()))?;
+    let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
+    let ready = Arc::new(AtomicBool::new(false));
+    match &args.config_dir {
+        Some(dir) => {
+            reload(dir, &table, &updates);
+            ready.store(true, Ordering::Release);
+            watch_dir(dir.clone(), table.clone(), updates);
+        }
+        None => {
+            warn!(
+                "cluster mode is not built yet: without --config-dir the gateway serves no routes"
+            );
+            ready.store(true, Ordering::Release);
+        }
+    }
 
     let conf = ServerConf {
         threads: usize::from(args.threads),
@@ -52,10 +91,11 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
 
     let mut admin = Service::new(
         "atrium admin".to_owned(),
-        admin_app::AdminApp::new(registry),
+        admin_app::AdminApp::new(registry, table.clone(), ready),
     );
     admin.add_tcp(&args.admin_listen.to_string());
-    let mut front = Service::new("atrium gateway".to_owned(), front::NoRoutes);
+    let mut front =
+        pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway::new(table));
     front.add_tcp(&args.listen.to_string());
     server.add_service(admin);
     server.add_service(front);
@@ -64,4 +104,40 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     server.run(RunArgs::default());
     info!("gateway stopped");
     Ok(())
+}
+
+/// Re-reads `dir` and swaps in the new table. Objects that do not load or build are skipped
+/// with an error log; the rest of the table still loads.
+fn reload(dir: &std::path::Path, table: &ArcSwap<table::RouteTable>, updates: &IntCounterVec) {
+    let (inputs, load_errors) = files::load(dir);
+    for e in &load_errors {
+        error!(error = %e, "skipping an object of the config directory");
+    }
+    let (built, build_errors) = table::RouteTable::build(&inputs);
+    for e in &build_errors {
+        error!(error = %e, "skipping a route");
+    }
+    let result = if load_errors.is_empty() && build_errors.is_empty() {
+        "ok"
+    } else {
+        "partial"
+    };
+    updates.with_label_values(&[result]).inc();
+    tracing::info!(routes = built.summary.len(), result, "route table loaded");
+    table.store(Arc::new(built));
+}
+
+/// Polls the directory twice a second and reloads when a file changed.
+fn watch_dir(dir: PathBuf, table: Arc<ArcSwap<table::RouteTable>>, updates: IntCounterVec) {
+    std::thread::spawn(move || {
+        let mut seen = files::fingerprint(&dir);
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = files::fingerprint(&dir);
+            if now != seen {
+                seen = now;
+                reload(&dir, &table, &updates);
+            }
+        }
+    });
 }
