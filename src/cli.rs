@@ -76,6 +76,9 @@ pub struct GatewayArgs {
     /// of a cluster; changes are picked up without a restart.
     #[arg(long, env = "ATRIUM_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
+    /// In cluster mode, serve routes of this namespace only (default: every namespace).
+    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// Seconds to keep serving in-flight requests after SIGTERM before exiting.
     #[arg(long, default_value_t = 5, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,

@@ -97,22 +97,15 @@ fn bad_flags_are_refused_with_the_flag_named() {
 }
 
 #[test]
-fn gateway_serves_admin_endpoints_and_a_json_404() {
+fn gateway_in_cluster_mode_serves_admin_endpoints_and_a_json_404() {
     assert_hermetic_network();
-    let (port, admin) = (free_port(), free_port());
-    let _gateway = spawn(
-        &[
-            "gateway",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-        &[],
+    install_crds();
+    let ns = namespace("gw-empty");
+    let kubeconfig = kubeconfig();
+    let (_gateway, port, admin) = start_gateway(
+        &["--watch-namespace", &ns],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
     );
-    wait_until("gateway /readyz", Duration::from_secs(30), || {
-        http_get(admin, "/readyz").ok().filter(|(s, _)| *s == 200)
-    });
     let (status, metrics) = http_get(admin, "/metrics").expect("metrics answer");
     assert_eq!(status, 200);
     assert!(
@@ -123,6 +116,29 @@ fn gateway_serves_admin_endpoints_and_a_json_404() {
     assert_eq!(status, 404);
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(json["error"], "no_route");
+}
+
+#[test]
+fn gateway_without_a_cluster_or_config_dir_says_what_it_needs() {
+    let out = Command::new(atrium_bin())
+        .args([
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("atrium runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no Kubernetes configuration for cluster mode")
+            && stderr.contains("--config-dir"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -4,54 +4,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-
-/// A backend that answers every request with `{"backend": name, "path": ..., "headers": {...}}`.
-fn backend(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                let mut lines = head.lines();
-                let target = lines
-                    .next()
-                    .and_then(|l| l.split(' ').nth(1))
-                    .unwrap_or("")
-                    .to_owned();
-                let headers: serde_json::Map<String, Value> = lines
-                    .take_while(|l| !l.is_empty())
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), Value::from(v.trim())))
-                    .collect();
-                let body = serde_json::json!({"backend": name, "path": target, "headers": headers})
-                    .to_string();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes());
-            });
-        }
-    });
-    port
-}
 
 /// Sends `target` exactly as written (no client-side normalisation) and returns status and body.
 fn raw_get(port: u16, target: &str) -> (u16, Value) {
@@ -127,35 +85,18 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn file_mode_routes_rewrites_normalises_and_reloads() {
-    let (users, admin) = (backend("users"), backend("admin"));
+    let (users, admin) = (
+        EchoBackend::start("127.0.0.1", "users"),
+        EchoBackend::start("127.0.0.1", "admin"),
+    );
+    let (users, admin) = (users.port, admin.port);
     let dead = free_port(); // nothing listens here
     let dir = temp_dir("gw-files");
     write_config(&dir, users, admin, dead);
     std::fs::write(dir.join("broken.yaml"), "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: broken}\nspec: {rules: [{matches: [{path: {type: RegularExpression, value: '/('}}], backends: [{microservice: users}]}]}\n").expect("write");
 
-    let (port, admin_port) = (free_port(), free_port());
-    let _gateway = Proc(
-        Command::new(atrium_bin())
-            .args([
-                "gateway",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--admin-listen",
-                &format!("127.0.0.1:{admin_port}"),
-            ])
-            .arg("--config-dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gateway starts"),
-    );
-    wait_until("gateway ready", Duration::from_secs(30), || {
-        http_get(admin_port, "/readyz")
-            .ok()
-            .filter(|(s, _)| *s == 200)
-    });
+    let (_gateway, port, admin_port) =
+        start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
 
     // Template match and rewrite: the backend sees /users/42, with the host passed on.
     let (status, body) = raw_get(port, "/api/users/42");

@@ -2,12 +2,12 @@
 //!
 //! It builds an immutable [`table::RouteTable`] off the request path and swaps it atomically;
 //! the [`proxy::Gateway`] pingora service matches, picks endpoints, rewrites and forwards.
-//! Configuration comes from a directory (`--config-dir`, file mode; re-read when it changes).
-//! Cluster mode (watching GatewayRoutes and EndpointSlices) is not built yet: without
-//! `--config-dir` the gateway serves an empty table (404 for every request). It owns nothing of
-//! the controller.
+//! Configuration comes from the cluster (GatewayRoutes, Services and EndpointSlices, see
+//! [`cluster`]) or from a directory (`--config-dir`, file mode, re-read when it changes). It
+//! owns nothing of the controller.
 
 mod admin_app;
+pub mod cluster;
 pub mod files;
 pub mod matcher;
 pub mod path;
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus::{IntCounterVec, Opts};
-use tracing::{error, warn};
+use tracing::error;
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
@@ -37,6 +37,9 @@ pub enum GatewayError {
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// An address is already in use or not bindable.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,12 +75,12 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             ready.store(true, Ordering::Release);
             watch_dir(dir.clone(), table.clone(), updates);
         }
-        None => {
-            warn!(
-                "cluster mode is not built yet: without --config-dir the gateway serves no routes"
-            );
-            ready.store(true, Ordering::Release);
-        }
+        None => cluster::start(
+            args.watch_namespace.clone(),
+            table.clone(),
+            ready.clone(),
+            updates,
+        )?,
     }
 
     let conf = ServerConf {

@@ -357,3 +357,108 @@ pub fn write_report(name: &str, report: &str) {
     std::fs::create_dir_all(&dir).expect("bench dir");
     std::fs::write(dir.join(name), report).expect("write report");
 }
+
+/// A real HTTP backend for gateway tests: answers every request with
+/// `{"backend": name, "path": <request target>, "headers": {...}}`; `/healthz` answers the same
+/// with 200. After [`EchoBackend::stop`] it closes every connection without answering.
+pub struct EchoBackend {
+    /// Port it listens on.
+    pub port: u16,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EchoBackend {
+    /// Listens on `ip` (loopback, or a pod IP of this test's network namespace).
+    pub fn start(ip: &str, name: &'static str) -> Self {
+        if !ip.starts_with("127.") {
+            assert_local_pod_ip(ip);
+        }
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind the backend");
+        let port = listener.local_addr().expect("addr").port();
+        let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stopped.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                if flag.load(std::sync::atomic::Ordering::Acquire) {
+                    continue; // dropped: the connection closes unanswered
+                }
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).into_owned();
+                    let mut lines = head.lines();
+                    let target = lines
+                        .next()
+                        .and_then(|l| l.split(' ').nth(1))
+                        .unwrap_or("")
+                        .to_owned();
+                    let headers: serde_json::Map<String, serde_json::Value> = lines
+                        .take_while(|l| !l.is_empty())
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| {
+                            (
+                                k.trim().to_ascii_lowercase(),
+                                serde_json::Value::from(v.trim()),
+                            )
+                        })
+                        .collect();
+                    let body =
+                        serde_json::json!({"backend": name, "path": target, "headers": headers})
+                            .to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes());
+                });
+            }
+        });
+        Self { port, stopped }
+    }
+
+    /// Stops answering (connections are accepted and closed at once).
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Answers again.
+    pub fn resume(&self) {
+        self.stopped
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Starts `atrium gateway` with `args` (plus free listen and admin ports) and waits for
+/// `/readyz`. Returns the process and its (proxy, admin) ports.
+pub fn start_gateway(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (Proc, u16, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = Command::new(atrium_bin());
+    cmd.args([
+        "gateway",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin}"),
+    ])
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let proc = Proc(cmd.spawn().expect("gateway starts"));
+    wait_until("gateway ready", Duration::from_secs(30), || {
+        http_get(admin, "/readyz").ok().filter(|(s, _)| *s == 200)
+    });
+    (proc, port, admin)
+}

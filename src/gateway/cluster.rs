@@ -1,0 +1,240 @@
+//! Cluster mode: reflectors on GatewayRoutes, Services and EndpointSlices feed the route table.
+//! Any change rebuilds the table off the request path (changes arriving together are folded
+//! into one build) and swaps it in; the gateway reports ready after the first complete build.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use prometheus::IntCounterVec;
+use tracing::{error, info, warn};
+
+use super::table::{Endpoint, Inputs, RouteTable, ServiceEntry};
+use crate::api::GatewayRoute;
+
+/// Errors that stop cluster mode from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No kubeconfig or in-cluster configuration.
+    #[error(
+        "no Kubernetes configuration for cluster mode (set KUBECONFIG, run in a cluster, or use --config-dir): {0}"
+    )]
+    Config(#[source] kube::config::InferConfigError),
+    /// The client could not be built.
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The runtime could not start.
+    #[error("starting the watcher runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Starts the watchers on their own thread; returns once the client is configured.
+pub fn start(
+    namespace: Option<String>,
+    table: Arc<ArcSwap<RouteTable>>,
+    ready: Arc<AtomicBool>,
+    updates: IntCounterVec,
+) -> Result<(), ClusterError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(ClusterError::Runtime)?;
+    let client = rt.block_on(async {
+        let config = kube::Config::infer().await.map_err(ClusterError::Config)?;
+        Client::try_from(config).map_err(ClusterError::Client)
+    })?;
+    std::thread::Builder::new()
+        .name("atrium-watch".into())
+        .spawn(move || rt.block_on(watch(client, namespace, table, ready, updates)))
+        .map_err(ClusterError::Runtime)?;
+    Ok(())
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn watch(
+    client: Client,
+    namespace: Option<String>,
+    table: Arc<ArcSwap<RouteTable>>,
+    ready: Arc<AtomicBool>,
+    updates: IntCounterVec,
+) {
+    let ns = namespace.as_deref();
+    let cfg = watcher::Config::default();
+    let (routes, w1) = reflector::store::<GatewayRoute>();
+    let (services, w2) = reflector::store::<Service>();
+    let (slices, w3) = reflector::store::<EndpointSlice>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let notify =
+        |name: &'static str,
+         stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(()) => {
+                            if tx.send(()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => warn!(watch = name, error = %e, "watch error; retrying"),
+                    }
+                }
+            });
+        };
+    notify(
+        "gatewayroutes",
+        reflector::reflector(w1, watcher(api::<GatewayRoute>(&client, ns), cfg.clone()))
+            .default_backoff()
+            .touched_objects()
+            .map(|r| r.map(|_| ()))
+            .boxed(),
+    );
+    notify(
+        "services",
+        reflector::reflector(w2, watcher(api::<Service>(&client, ns), cfg.clone()))
+            .default_backoff()
+            .touched_objects()
+            .map(|r| r.map(|_| ()))
+            .boxed(),
+    );
+    notify(
+        "endpointslices",
+        reflector::reflector(
+            w3,
+            watcher(
+                api::<EndpointSlice>(&client, ns),
+                cfg.clone().labels("kubernetes.io/service-name"),
+            ),
+        )
+        .default_backoff()
+        .touched_objects()
+        .map(|r| r.map(|_| ()))
+        .boxed(),
+    );
+    // One waiter per store (see docs/local-control-plane.md on `wait_until_ready`).
+    let _ = routes.wait_until_ready().await;
+    let _ = services.wait_until_ready().await;
+    let _ = slices.wait_until_ready().await;
+    rebuild(&routes, &services, &slices, &table, &updates);
+    ready.store(true, Ordering::Release);
+    info!("cluster mode: first route table built");
+    while rx.recv().await.is_some() {
+        // Fold a burst of changes into one build.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while rx.try_recv().is_ok() {}
+        rebuild(&routes, &services, &slices, &table, &updates);
+    }
+}
+
+fn rebuild(
+    routes: &Store<GatewayRoute>,
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+    table: &ArcSwap<RouteTable>,
+    updates: &IntCounterVec,
+) {
+    let inputs = inputs(routes, services, slices);
+    let (built, errors) = RouteTable::build(&inputs);
+    for e in &errors {
+        error!(error = %e, "skipping a route");
+    }
+    updates
+        .with_label_values(&[if errors.is_empty() { "ok" } else { "partial" }])
+        .inc();
+    table.store(Arc::new(built));
+}
+
+/// The table inputs from the caches.
+pub fn inputs(
+    routes: &Store<GatewayRoute>,
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+) -> Inputs {
+    let mut by_service: BTreeMap<String, ServiceEntry> = services
+        .state()
+        .iter()
+        .map(|s| {
+            let ports = s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.ports.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.name.unwrap_or_default(),
+                        u16::try_from(p.port).unwrap_or(0),
+                    )
+                })
+                .collect();
+            (
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
+                ServiceEntry {
+                    ports,
+                    endpoints: vec![],
+                },
+            )
+        })
+        .collect();
+    for slice in slices.state() {
+        let Some(svc) = slice.labels().get("kubernetes.io/service-name") else {
+            continue;
+        };
+        let key = format!("{}/{svc}", slice.namespace().unwrap_or_default());
+        let Some(entry) = by_service.get_mut(&key) else {
+            continue;
+        };
+        let ports: BTreeMap<String, u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p.name.clone().unwrap_or_default(),
+                    u16::try_from(p.port?).ok()?,
+                ))
+            })
+            .collect();
+        for ep in &slice.endpoints {
+            let c = ep.conditions.clone().unwrap_or_default();
+            // Kubernetes: a nil ready means ready; serving defaults to ready.
+            let ready = c.ready.unwrap_or(true) && !c.terminating.unwrap_or(false);
+            let serving = c.serving.unwrap_or(ready);
+            for a in &ep.addresses {
+                if let Ok(ip) = a.parse::<IpAddr>() {
+                    entry.endpoints.push(Endpoint {
+                        ip,
+                        ports: ports.clone(),
+                        ready,
+                        serving,
+                    });
+                }
+            }
+        }
+    }
+    Inputs {
+        routes: routes.state().iter().map(|r| r.as_ref().clone()).collect(),
+        services: by_service,
+    }
+}

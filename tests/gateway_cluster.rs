@@ -1,0 +1,102 @@
+//! The gateway in cluster mode: GatewayRoutes and the EndpointSlices the controller maintains
+//! feed the route table; an instance that fails its health check leaves the table, and traffic
+//! goes only to addresses of this test run's own network namespace.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn backends_seen(port: u16, path: &str, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| http_get(port, path).ok())
+        .filter(|(s, _)| *s == 200)
+        .filter_map(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["backend"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn cluster_mode_routes_to_ready_endpoints_and_follows_changes() {
+    assert_hermetic_network();
+    let ns = namespace("gw-cluster");
+    let (_controller, _) = start_controller(&ns);
+    let one = EchoBackend::start("198.18.210.1", "one");
+    let two = EchoBackend::start("198.18.210.2", "two");
+    // Both backends listen on ports chosen by the OS; give each instance its own port.
+    apply_yaml(
+        &ns,
+        &format!(
+            r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: legacy}}
+spec:
+  ports: [{{name: http, port: {p1}}}]
+  healthCheck: {{path: /healthz, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 1}}
+  endpoints:
+  - {{address: 198.18.210.1}}
+  - {{address: 198.18.210.2, ports: [{{name: http, port: {p2}}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: legacy}}
+spec:
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /legacy}}}}]
+    backends: [{{microservice: legacy}}]
+    rewrite: {{type: ReplacePrefixMatch, value: /}}
+"#,
+            p1 = one.port,
+            p2 = two.port
+        ),
+    );
+    let kubeconfig = kubeconfig();
+    let (_gateway, port, admin) = start_gateway(
+        &["--watch-namespace", &ns],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
+    );
+
+    // Both instances receive traffic once they pass their checks.
+    wait_until("both instances serve through the gateway", WAIT, || {
+        (backends_seen(port, "/legacy/items", 10).len() == 2).then_some(())
+    });
+    let (_, body) = http_get(port, "/legacy/items").expect("request");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["path"], "/items", "prefix replaced");
+    let (_, routes) = http_get(admin, "/routes").expect("/routes");
+    assert!(routes.contains(&format!("{ns}/legacy")), "{routes}");
+
+    // One instance stops answering: its health check fails, the controller marks it not ready
+    // in the EndpointSlice, and the gateway stops sending it traffic.
+    two.stop();
+    let stopped = Instant::now();
+    wait_until("only the healthy instance serves", WAIT, || {
+        (backends_seen(port, "/legacy/items", 10) == BTreeSet::from(["one".to_owned()]))
+            .then_some(())
+    });
+    eprintln!(
+        "failed instance left the gateway's table after {:?}",
+        stopped.elapsed()
+    );
+
+    // It comes back.
+    two.resume();
+    wait_until("both serve again", WAIT, || {
+        (backends_seen(port, "/legacy/items", 10).len() == 2).then_some(())
+    });
+
+    // A route deleted in the cluster disappears from the table.
+    kubectl_ok(&["delete", "gatewayroute", "legacy", "-n", &ns], None);
+    wait_until(
+        "the deleted route to stop matching",
+        Duration::from_secs(30),
+        || {
+            http_get(port, "/legacy/items")
+                .ok()
+                .filter(|(s, _)| *s == 404)
+        },
+    );
+}
