@@ -13,12 +13,18 @@ use support::*;
 
 /// Sends `target` exactly as written (no client-side normalisation) and returns status and body.
 fn raw_get(port: u16, target: &str) -> (u16, Value) {
+    let (status, _, body) = raw_request(port, target, "");
+    (status, body)
+}
+
+/// Sends a GET with `extra` header lines; returns status, lower-cased response headers and body.
+fn raw_request(port: u16, target: &str, extra: &str) -> (u16, Vec<(String, String)>, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     write!(
         s,
-        "GET {target} HTTP/1.1\r\nHost: shop.local\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: shop.local\r\n{extra}Connection: close\r\n\r\n"
     )
     .expect("send");
     let mut resp = String::new();
@@ -28,8 +34,25 @@ fn raw_get(port: u16, target: &str) -> (u16, Value) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (
+        status,
+        headers,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn write_config(dir: &Path, users: u16, admin: u16, dead: u16) {
@@ -187,5 +210,117 @@ fn file_mode_routes_rewrites_normalises_and_reloads() {
         },
     );
     assert_eq!(body["path"], "/greeting");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn headers_timeouts_retries_and_metrics() {
+    let app = EchoBackend::start("127.0.0.1", "app");
+    let slow = EchoBackend::start_with_delay("127.0.0.1", "slow", Duration::from_secs(3));
+    let dead = free_port();
+    let dir = temp_dir("gw-policies");
+    let yaml = format!(
+        r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: app}}
+spec: {{ports: [{{name: http, port: {app}}}], endpoints: [{{address: 127.0.0.1}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: slow}}
+spec: {{ports: [{{name: http, port: {slow}}}], endpoints: [{{address: 127.0.0.1}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: flaky}}
+spec:
+  ports: [{{name: http, port: {app}}}]
+  endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.2, ports: [{{name: http, port: {dead}}}]}}]
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: edge}}
+spec:
+  rules:
+  - name: headers
+    matches: [{{path: {{type: PathPrefix, value: /h}}}}]
+    backends: [{{microservice: app}}]
+    requestHeaders: {{set: [{{name: x-env, value: test}}], add: [{{name: x-tag, value: a}}], remove: [x-secret]}}
+    responseHeaders: {{set: [{{name: x-served-by, value: atrium}}]}}
+  - name: slow
+    matches: [{{path: {{type: PathPrefix, value: /slow}}}}]
+    backends: [{{microservice: slow}}]
+    timeout: 300ms
+  - name: retried
+    matches: [{{path: {{type: PathPrefix, value: /retried}}}}]
+    backends: [{{microservice: flaky}}]
+    retries: {{attempts: 2, retryOn: [connect-failure], backoff: 1ms}}
+  - name: unretried
+    matches: [{{path: {{type: PathPrefix, value: /unretried}}}}]
+    backends: [{{microservice: flaky}}]
+    retries: {{attempts: 0}}
+"#,
+        app = app.port,
+        slow = slow.port
+    );
+    std::fs::write(dir.join("edge.yaml"), yaml).expect("write config");
+    let (_gateway, port, admin) =
+        start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+
+    // Request headers: set, add, remove, X-Forwarded-*, a request id; response headers.
+    let (status, headers, body) = raw_request(port, "/h", "x-secret: hunter2\r\nx-tag: z\r\n");
+    assert_eq!(status, 200, "{body}");
+    let seen = &body["headers"];
+    assert_eq!(seen["x-env"], "test");
+    assert!(
+        seen["x-secret"].is_null(),
+        "removed header reached the backend: {seen}"
+    );
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], "shop.local");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    let id = seen["x-request-id"]
+        .as_str()
+        .expect("request id")
+        .to_owned();
+    assert_eq!(
+        header(&headers, "x-request-id"),
+        Some(id.as_str()),
+        "the client sees the same id"
+    );
+    assert_eq!(header(&headers, "x-served-by"), Some("atrium"));
+    let (_, _, body) = raw_request(port, "/h", "x-request-id: trace-42\r\n");
+    assert_eq!(
+        body["headers"]["x-request-id"], "trace-42",
+        "a sane incoming id is kept"
+    );
+
+    // Timeout: 504 with a JSON body.
+    let (status, _, body) = raw_request(port, "/slow", "");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (504, Some("upstream_timeout")),
+        "{body}"
+    );
+
+    // Retries: one of the two instances refuses connections. With a retry budget every
+    // request succeeds; without one, some fail with 502.
+    let codes = |path: &str| (0..20).map(|_| raw_get(port, path).0).collect::<Vec<u16>>();
+    assert!(codes("/retried").iter().all(|c| *c == 200));
+    assert!(codes("/unretried").contains(&502));
+
+    let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    assert!(metrics.contains("atrium_gateway_requests_total{code=\"200\",method=\"GET\",route=\"default/edge/headers\"} 2"), "{metrics}");
+    assert!(metrics.contains(
+        "atrium_gateway_requests_total{code=\"504\",method=\"GET\",route=\"default/edge/slow\"} 1"
+    ));
+    assert!(
+        metrics.contains("atrium_gateway_upstream_retries_total{route=\"default/edge/retried\"}")
+    );
+    assert!(
+        !metrics.contains("route=\"/h\""),
+        "raw paths must never be labels"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

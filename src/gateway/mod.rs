@@ -9,8 +9,11 @@
 mod admin_app;
 pub mod cluster;
 pub mod files;
+pub mod headers;
 pub mod matcher;
+pub mod metrics;
 pub mod path;
+pub mod policy;
 pub mod proxy;
 pub mod table;
 
@@ -67,6 +70,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         &["result"],
     )?;
     registry.register(Box::new(updates.clone()))?;
+    let request_metrics = metrics::GatewayMetrics::register(&registry)?;
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     match &args.config_dir {
@@ -97,8 +101,10 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         admin_app::AdminApp::new(registry, table.clone(), ready),
     );
     admin.add_tcp(&args.admin_listen.to_string());
-    let mut front =
-        pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway::new(table));
+    let mut front = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        proxy::Gateway::new(table, request_metrics),
+    );
     front.add_tcp(&args.listen.to_string());
     server.add_service(admin);
     server.add_service(front);

@@ -1,48 +1,81 @@
-//! The pingora proxy: normalise → match → pick an endpoint → rewrite → forward. Errors answer
-//! with a small JSON body: 400 (a path that could confuse routing), 404 (no route), 503 (no
-//! ready endpoint), 502 (the upstream failed).
+//! The pingora proxy: normalise → match → policies → pick an endpoint → rewrite → forward.
+//! Errors answer with a small JSON body: 400 (a path that could confuse routing), 404 (no
+//! route), 503 (no ready endpoint), 502 (the upstream failed), 504 (the upstream took longer
+//! than the rule's timeout).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
+use tracing::info;
 
+use super::headers::{self, HeaderOp};
+use super::metrics::{GatewayMetrics, method_label};
 use super::path;
-use super::table::{Found, Request, RouteTable};
+use super::policy::{self, Outcome};
+use super::table::{Found, Request, RouteTable, Rule};
+use crate::api::gateway_route::RetryOn;
 
-/// The proxy service state: the current table, swapped atomically by the config source.
+/// The proxy service state: the current table (swapped atomically by the config source) and
+/// the metrics.
 pub struct Gateway {
     table: Arc<ArcSwap<RouteTable>>,
+    metrics: GatewayMetrics,
 }
 
 impl Gateway {
     /// A gateway serving whatever table `table` holds at each request.
-    pub fn new(table: Arc<ArcSwap<RouteTable>>) -> Self {
-        Self { table }
+    pub fn new(table: Arc<ArcSwap<RouteTable>>, metrics: GatewayMetrics) -> Self {
+        Self { table, metrics }
     }
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct Ctx {
-    found: Option<Found>,
+    rule: Option<Arc<Rule>>,
     path: String,
     upstream: Option<SocketAddr>,
+    tries: u32,
+    request_id: String,
+    host: String,
+    start: Instant,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
-async fn respond_json(session: &mut Session, code: u16, kind: &str, message: &str) -> Result<()> {
+async fn respond_json(
+    session: &mut Session,
+    code: u16,
+    kind: &str,
+    message: &str,
+    extra: &[(String, String)],
+    request_id: &str,
+) -> Result<()> {
     let body = Bytes::from(serde_json::json!({"error": kind, "message": message}).to_string());
-    let mut resp = ResponseHeader::build(code, Some(3))?;
+    respond(session, code, body, extra, request_id).await
+}
+
+async fn respond(
+    session: &mut Session,
+    code: u16,
+    body: Bytes,
+    extra: &[(String, String)],
+    request_id: &str,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(code, Some(4 + extra.len()))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("x-request-id", request_id)?;
+    for (k, v) in extra {
+        resp.append_header(k.clone(), v.as_str())?;
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
@@ -67,27 +100,55 @@ fn host_of(session: &Session) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+fn retries_on(rule: Option<&Arc<Rule>>, tries: u32, on: RetryOn) -> bool {
+    rule.and_then(|r| r.retries.as_ref())
+        .is_some_and(|r| tries <= r.attempts && r.on.contains(&on))
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::default()
+        Ctx {
+            rule: None,
+            path: String::new(),
+            upstream: None,
+            tries: 0,
+            request_id: String::new(),
+            host: String::new(),
+            start: Instant::now(),
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let incoming = session
+            .req_header()
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        ctx.request_id = headers::request_id(incoming.as_deref());
+        ctx.host = host_of(session);
         let raw_path = session.req_header().uri.path().to_owned();
         let normalized = match path::normalize(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                respond_json(session, 400, "bad_path", &e.to_string()).await?;
+                respond_json(
+                    session,
+                    400,
+                    "bad_path",
+                    &e.to_string(),
+                    &[],
+                    &ctx.request_id,
+                )
+                .await?;
                 return Ok(true);
             }
         };
         // Matching holds borrows of the request that may not live across an await.
-        let outcome = {
+        let found: Option<Found> = {
             let table = self.table.load();
-            let host = host_of(session);
             let req = session.req_header();
             let header = |name: &str| {
                 req.headers
@@ -96,49 +157,124 @@ impl ProxyHttp for Gateway {
                     .map(str::to_owned)
             };
             let request = Request {
-                host: &host,
+                host: &ctx.host,
                 method: req.method.as_str(),
                 path: &normalized,
                 query: req.uri.query(),
                 header: &header,
             };
-            table.lookup(&request).map(|found| {
-                let upstream = found.rule.pick();
-                (found, upstream)
-            })
+            table.lookup(&request)
         };
-        let Some((found, upstream)) = outcome else {
+        let Some(found) = found else {
             respond_json(
                 session,
                 404,
                 "no_route",
                 "no GatewayRoute matches this request",
+                &[],
+                &ctx.request_id,
             )
             .await?;
             return Ok(true);
         };
-        let Some(upstream) = upstream else {
-            let msg = format!("route {} has no ready endpoint", found.rule.id);
-            respond_json(session, 503, "no_endpoint", &msg).await?;
+        ctx.path = found.rule.rewrite_path(&normalized, &found);
+        let rule = found.rule.clone();
+        ctx.rule = Some(rule.clone());
+        if let Outcome::Respond {
+            status,
+            headers,
+            body,
+        } = policy::run(&rule.policies, session).await
+        {
+            respond(session, status, body, &headers, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let Some(upstream) = rule.pick() else {
+            let msg = format!("route {} has no ready endpoint", rule.id);
+            respond_json(session, 503, "no_endpoint", &msg, &[], &ctx.request_id).await?;
             return Ok(true);
         };
-        ctx.path = found.rule.rewrite_path(&normalized, &found);
         ctx.upstream = Some(upstream);
-        ctx.found = Some(found);
         Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        ctx.tries += 1;
+        if ctx.tries > 1
+            && let Some(rule) = &ctx.rule
+        {
+            // A retry: back off, then prefer another endpoint.
+            if let Some(r) = &rule.retries {
+                let factor = 1u32 << (ctx.tries - 2).min(6);
+                tokio::time::sleep(r.backoff.saturating_mul(factor)).await;
+            }
+            self.metrics
+                .retries
+                .with_label_values(&[rule.id.as_str()])
+                .inc();
+            if let Some(next) = rule.pick() {
+                ctx.upstream = Some(next);
+            }
+        }
         let addr = ctx
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let timeout = ctx.rule.as_ref().and_then(|r| r.timeout);
+        peer.options.connection_timeout = Some(
+            timeout
+                .unwrap_or(Duration::from_secs(5))
+                .min(Duration::from_secs(5)),
+        );
+        peer.options.read_timeout = timeout;
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the upstream: retrying is safe for any method.
+        if retries_on(ctx.rule.as_ref(), ctx.tries, RetryOn::ConnectFailure) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        let kind = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => RetryOn::Timeout,
+            _ => RetryOn::Reset,
+        };
+        // A request whose body was sent may have had an effect: only idempotent methods with a
+        // body still in the retry buffer are retried.
+        let safe = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if safe && retries_on(ctx.rule.as_ref(), ctx.tries, kind) {
+            e.set_retry(true);
+        } else if safe {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
     }
 
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
-        upstream: &mut pingora::http::RequestHeader,
+        upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let uri = match session.req_header().uri.query() {
@@ -152,38 +288,144 @@ impl ProxyHttp for Gateway {
             )
         })?;
         upstream.set_uri(uri);
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        if let Some(ip) = client {
+            let forwarded = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            upstream.insert_header("x-forwarded-for", forwarded)?;
+        }
+        upstream.insert_header("x-forwarded-proto", "http")?;
+        if !ctx.host.is_empty() {
+            upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        }
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(m) = ctx.rule.as_ref().and_then(|r| r.request_headers.as_ref()) {
+            for op in headers::ops(m) {
+                match op {
+                    HeaderOp::Remove(n) => {
+                        upstream.remove_header(n);
+                    }
+                    HeaderOp::Set(n, v) => upstream.insert_header(n.to_owned(), v)?,
+                    HeaderOp::Add(n, v) => {
+                        upstream.append_header(n.to_owned(), v)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(m) = ctx.rule.as_ref().and_then(|r| r.response_headers.as_ref()) {
+            for op in headers::ops(m) {
+                match op {
+                    HeaderOp::Remove(n) => {
+                        resp.remove_header(n);
+                    }
+                    HeaderOp::Set(n, v) => resp.insert_header(n.to_owned(), v)?,
+                    HeaderOp::Add(n, v) => {
+                        resp.append_header(n.to_owned(), v)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(c) => *c,
+        let (code, kind) = match e.etype() {
+            ErrorType::HTTPStatus(c) => (*c, "proxy_error"),
+            ErrorType::ReadTimedout | ErrorType::ConnectTimedout | ErrorType::WriteTimedout => {
+                (504, "upstream_timeout")
+            }
             _ => match e.esource() {
-                pingora::ErrorSource::Upstream => 502,
-                pingora::ErrorSource::Downstream => 400,
-                _ => 500,
+                pingora::ErrorSource::Upstream => (502, "upstream_failed"),
+                pingora::ErrorSource::Downstream => (400, "bad_request"),
+                _ => (500, "internal_error"),
             },
         };
-        let route = ctx
-            .found
-            .as_ref()
-            .map(|f| f.rule.id.as_str())
-            .unwrap_or("-");
-        let kind = if code == 502 {
-            "upstream_failed"
-        } else {
-            "proxy_error"
-        };
-        let _ = respond_json(
-            session,
-            code,
-            kind,
-            &format!("route {route}: {}", e.etype().as_str()),
-        )
-        .await;
+        let route = ctx.rule.as_ref().map_or("-", |r| r.id.as_str()).to_owned();
+        let msg = format!("route {route}: {}", e.etype().as_str());
+        let _ = respond_json(session, code, kind, &msg, &[], &ctx.request_id).await;
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let code = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.rule.as_ref().map_or("none", |r| r.id.as_str());
+        let req = session.req_header();
+        let method = method_label(req.method.as_str());
+        let elapsed = ctx.start.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[route, method, code_label(code)])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        info!(
+            target: "atrium::access",
+            method = req.method.as_str(),
+            host = ctx.host.as_str(),
+            path = req.uri.path(),
+            route,
+            upstream = ctx.upstream.map(|u| u.to_string()).unwrap_or_default(),
+            status = code,
+            bytes = session.body_bytes_sent(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = ctx.request_id.as_str(),
+            "request"
+        );
+    }
+}
+
+/// The `code` label: common codes as themselves, the rest by class, so the set stays bounded.
+fn code_label(code: u16) -> &'static str {
+    const COMMON: [(u16, &str); 15] = [
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    if let Some((_, label)) = COMMON.iter().find(|(c, _)| *c == code) {
+        return label;
+    }
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
     }
 }

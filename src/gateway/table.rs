@@ -17,8 +17,9 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::matcher::{MatcherError, PathMatcher, ValueMatcher, fill_template};
+use super::policy::Policy;
 use crate::api::GatewayRoute;
-use crate::api::gateway_route::{HttpMethod, PathMatchType, RewriteType};
+use crate::api::gateway_route::{HeaderModifier, HttpMethod, PathMatchType, RetryOn, RewriteType};
 
 /// An instance of a backend service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -95,8 +96,34 @@ pub struct Rule {
     /// Path rewrite.
     #[serde(skip)]
     pub rewrite: Option<(RewriteType, String)>,
+    /// Request header changes.
+    #[serde(skip)]
+    pub request_headers: Option<HeaderModifier>,
+    /// Response header changes.
+    #[serde(skip)]
+    pub response_headers: Option<HeaderModifier>,
+    /// Time allowed for the upstream's answer (504 after it).
+    #[serde(skip)]
+    pub timeout: Option<std::time::Duration>,
+    /// Retry budget.
+    #[serde(skip)]
+    pub retries: Option<Retries>,
+    /// Policies, in order.
+    #[serde(skip)]
+    pub policies: Vec<Arc<dyn Policy>>,
     #[serde(skip)]
     next: AtomicUsize,
+}
+
+/// A rule's retry policy, compiled.
+#[derive(Clone, Debug)]
+pub struct Retries {
+    /// Extra attempts after the first.
+    pub attempts: u32,
+    /// Failures that are retried.
+    pub on: Vec<RetryOn>,
+    /// Pause before the first retry (doubled each time).
+    pub backoff: std::time::Duration,
 }
 
 impl Rule {
@@ -395,10 +422,32 @@ fn compile_route(
                 next: AtomicUsize::new(0),
             });
         }
+        let timeout = rule
+            .timeout
+            .as_ref()
+            .or(route.spec.timeout.as_ref())
+            .map(|d| d.parse().map_err(|e| e.to_string()))
+            .transpose()?;
+        let retries = rule
+            .retries
+            .as_ref()
+            .map(|r| -> Result<Retries, String> {
+                Ok(Retries {
+                    attempts: u32::try_from(r.attempts).unwrap_or(0),
+                    on: r.retry_on.clone(),
+                    backoff: r.backoff.parse().map_err(|e| e.to_string())?,
+                })
+            })
+            .transpose()?;
         let compiled = Arc::new(Rule {
             id: format!("{key}/{rule_name}"),
             backends,
             rewrite: rule.rewrite.as_ref().map(|r| (r.type_, r.value.clone())),
+            request_headers: rule.request_headers.clone(),
+            response_headers: rule.response_headers.clone(),
+            timeout,
+            retries,
+            policies: vec![],
             next: AtomicUsize::new(0),
         });
         rules_summary.push(serde_json::json!({

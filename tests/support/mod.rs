@@ -370,6 +370,11 @@ pub struct EchoBackend {
 impl EchoBackend {
     /// Listens on `ip` (loopback, or a pod IP of this test's network namespace).
     pub fn start(ip: &str, name: &'static str) -> Self {
+        Self::start_with_delay(ip, name, Duration::ZERO)
+    }
+
+    /// Like [`EchoBackend::start`], answering each request only after `delay`.
+    pub fn start_with_delay(ip: &str, name: &'static str, delay: Duration) -> Self {
         if !ip.starts_with("127.") {
             assert_local_pod_ip(ip);
         }
@@ -410,6 +415,7 @@ impl EchoBackend {
                             )
                         })
                         .collect();
+                    std::thread::sleep(delay);
                     let body =
                         serde_json::json!({"backend": name, "path": target, "headers": headers})
                             .to_string();

@@ -1,0 +1,67 @@
+//! Gateway metrics. `route` is the GatewayRoute `namespace/name/rule` (or `none`), never the
+//! raw path; `method` is one of the standard methods or `OTHER`, so label sets stay bounded.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Request metrics of the proxy.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    /// `atrium_gateway_requests_total{route,method,code}`.
+    pub requests: IntCounterVec,
+    /// `atrium_gateway_request_duration_seconds{route}`.
+    pub duration: HistogramVec,
+    /// `atrium_gateway_upstream_retries_total{route}`.
+    pub retries: IntCounterVec,
+}
+
+impl GatewayMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "atrium_gateway_requests_total",
+                    "Requests answered by the gateway",
+                ),
+                &["route", "method", "code"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "atrium_gateway_request_duration_seconds",
+                    "Time from request to the end of the response",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["route"],
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new(
+                    "atrium_gateway_upstream_retries_total",
+                    "Upstream attempts retried",
+                ),
+                &["route"],
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The `method` label: a standard method, or `OTHER`.
+pub fn method_label(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
+}
