@@ -100,3 +100,78 @@ spec:
         },
     );
 }
+
+fn route_condition(ns: &str, name: &str, ty: &str) -> (String, String, String) {
+    let out = kubectl_ok(
+        &[
+            "get",
+            "gatewayroute",
+            name,
+            "-n",
+            ns,
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"{ty}\")]}}"),
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (s("status"), s("reason"), s("message"))
+}
+
+#[test]
+fn gateway_route_status_reports_acceptance_conflicts_and_missing_backends() {
+    assert_hermetic_network();
+    let ns = namespace("gr-status");
+    let (_controller, _) = start_controller(&ns);
+    let route = |name: &str, path: &str, backend: &str| {
+        format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: {name}}}\nspec: {{rules: [{{matches: [{{path: {{type: Exact, value: {path}}}}}], backends: [{{microservice: {backend}}}]}}]}}\n---\n"
+        )
+    };
+    apply_yaml(&ns, &["apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: web}\nspec: {image: nginx:1.27, ports: [{name: http, port: 80}]}\n---\n".to_owned(), route("first", "/a", "web")].concat());
+    wait_until("first accepted and ready", WAIT, || {
+        (route_condition(&ns, "first", "Ready").0 == "True").then_some(())
+    });
+    assert_eq!(route_condition(&ns, "first", "Accepted").0, "True");
+    assert_eq!(kstatus(&ns, "gatewayroute/first"), "Current");
+
+    // A newer route claiming the same host and Exact path is refused and names the older one.
+    apply_yaml(&ns, &route("second", "/a", "web"));
+    let (status, reason, message) = wait_until("second refused", WAIT, || {
+        let c = route_condition(&ns, "second", "Accepted");
+        (c.0 == "False").then_some(c)
+    });
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(message.contains(&format!("{ns}/first")), "{message}");
+    assert_eq!(
+        route_condition(&ns, "first", "Accepted").0,
+        "True",
+        "the older route keeps its place"
+    );
+    assert_eq!(kstatus(&ns, "gatewayroute/second"), "Failed");
+
+    // A backend that does not exist yet: ResolvedRefs=False naming it, until it appears.
+    apply_yaml(&ns, &route("third", "/c", "ghost"));
+    let (_, reason, message) = wait_until("third unresolved", WAIT, || {
+        let c = route_condition(&ns, "third", "ResolvedRefs");
+        (c.0 == "False").then_some(c)
+    });
+    assert_eq!(
+        (reason.as_str(), message.as_str()),
+        ("BackendNotFound", "microservice ghost (not found)")
+    );
+    assert_eq!(kstatus(&ns, "gatewayroute/third"), "InProgress");
+    apply_yaml(
+        &ns,
+        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: ghost}\nspec: {image: nginx:1.27, ports: [{name: http, port: 80}]}\n",
+    );
+    wait_until("third resolves once ghost exists", WAIT, || {
+        (route_condition(&ns, "third", "ResolvedRefs").0 == "True").then_some(())
+    });
+    let table = kubectl_ok(&["get", "gr", "third", "-n", &ns], None);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.contains("True")),
+        "{table}"
+    );
+}

@@ -11,7 +11,9 @@ use kube::{Api, Client};
 use super::events::Events;
 use super::health_checks::HealthChecks;
 use super::metrics::ControllerMetrics;
-use crate::api::{Microservice, ServiceConfig};
+use crate::api::{GatewayRoute, Microservice, ServiceConfig};
+use k8s_openapi::api::core::v1::Service;
+use std::sync::OnceLock;
 
 /// How long the answer to "is the Prometheus Operator installed?" is trusted.
 const CAPABILITY_TTL: Duration = Duration::from_secs(60);
@@ -36,6 +38,10 @@ pub struct Context {
     pub slices: Store<EndpointSlice>,
     /// Per-object memory: consecutive failures (backoff) and which optional children exist.
     pub memory: Mutex<HashMap<ObjectRef<Microservice>, Memory>>,
+    /// Cache of GatewayRoutes (for conflicts), set when their controller starts.
+    pub routes: OnceLock<Store<GatewayRoute>>,
+    /// Cache of Services (for GatewayRoute backends), set when that controller starts.
+    pub services: OnceLock<Store<Service>>,
     /// Consecutive failed reconciles of each ServiceConfig.
     pub config_failures: Mutex<HashMap<ObjectRef<ServiceConfig>, u32>>,
     pod_monitors: Mutex<Option<(bool, Instant)>>,
@@ -102,6 +108,8 @@ impl Context {
             slices,
             memory: Mutex::new(HashMap::new()),
             config_failures: Mutex::new(HashMap::new()),
+            routes: OnceLock::new(),
+            services: OnceLock::new(),
             pod_monitors: Mutex::new(None),
             caches,
         }

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod gateway_route;
 pub mod health_checks;
 pub mod metrics;
 pub mod microservice;

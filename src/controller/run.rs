@@ -19,12 +19,13 @@ use tracing::debug;
 use super::context::Context;
 use super::error::ReconcileError;
 use super::events::Events;
+use super::gateway_route;
 use super::health_checks::HealthChecks;
 use super::metrics::ControllerMetrics;
 use super::microservice::{self, CONTROLLER};
 use super::service_config;
 use crate::api::conditions;
-use crate::api::{Microservice, ServiceConfig};
+use crate::api::{GatewayRoute, Microservice, ServiceConfig};
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
@@ -132,6 +133,7 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
         )
         .for_each(log_outcome);
 
+    let ctx_for_routes = ctx.clone();
     let configs_of = |m: Microservice| {
         let ns = m.namespace();
         m.spec
@@ -162,13 +164,16 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
                 )
             },
             service_config::error_policy,
-            ctx,
+            ctx.clone(),
         )
         .for_each(log_outcome);
+
+    let routes = route_controller(&client, ns, &cfg, ms_store.clone(), ctx_for_routes);
 
     tokio::select! {
         () = run => {},
         () = configs => {},
+        () = routes => {},
         () = janitor => {},
     }
 }
@@ -250,4 +255,80 @@ async fn janitor(ctx: Arc<Context>) {
             }
         }
     }
+}
+
+/// The GatewayRoute status reconciler: re-evaluates a route when it, another route of its
+/// namespace (conflicts), or a Microservice or Service it names changes.
+fn route_controller(
+    client: &Client,
+    ns: Option<&str>,
+    cfg: &watcher::Config,
+    _microservices: kube::runtime::reflector::Store<Microservice>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    let controller = Controller::new(api::<GatewayRoute>(client, ns), cfg.clone());
+    let routes = controller.store();
+    let _ = ctx.routes.set(routes.clone());
+    let (services, writer) = reflector::store::<Service>();
+    let _ = ctx.services.set(services);
+    let service_stream =
+        reflector::reflector(writer, watcher(api::<Service>(client, ns), cfg.clone()))
+            .default_backoff()
+            .touched_objects();
+    let naming = move |ns: Option<String>, name: String, by_service: bool| {
+        routes
+            .state()
+            .iter()
+            .filter(|r| r.namespace() == ns)
+            .filter(|r| {
+                r.spec
+                    .rules
+                    .iter()
+                    .flat_map(|rule| &rule.backends)
+                    .any(|b| {
+                        if by_service {
+                            b.service.as_deref() == Some(&name)
+                        } else {
+                            b.microservice.as_deref() == Some(&name)
+                        }
+                    })
+            })
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let by_ms = {
+        let naming = naming.clone();
+        move |m: Microservice| naming(m.namespace(), m.name_any(), false)
+    };
+    let by_svc = move |s: Service| naming(s.namespace(), s.name_any(), true);
+    let same_namespace = {
+        let routes = controller.store();
+        move |changed: GatewayRoute| {
+            routes
+                .state()
+                .iter()
+                .filter(|r| {
+                    r.namespace() == changed.namespace() && r.metadata.uid != changed.metadata.uid
+                })
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    controller
+        .watches(api::<Microservice>(client, ns), cfg.clone(), by_ms)
+        .watches(api::<GatewayRoute>(client, ns), cfg.clone(), same_namespace)
+        .watches_stream(service_stream, by_svc)
+        .run(
+            |route, ctx: Arc<Context>| {
+                let metrics = ctx.metrics.clone();
+                measured(
+                    gateway_route::CONTROLLER,
+                    metrics,
+                    gateway_route::reconcile(route, ctx),
+                )
+            },
+            gateway_route::error_policy,
+            ctx,
+        )
+        .for_each(log_outcome)
 }

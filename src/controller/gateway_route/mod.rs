@@ -1,0 +1,235 @@
+//! GatewayRoute status. The controller validates each route with the same code the gateway
+//! uses to build its table ([`crate::gateway::table::RouteTable::build`]: one module, two
+//! callers), finds conflicts (two routes claiming the same host and Exact path: the older one
+//! wins), and checks that every backend exists with the port it names.
+
+pub mod refs;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::apply::MANAGER;
+use super::context::Context;
+use super::error::ReconcileError;
+use crate::api::conditions::{self as c, condition, set_condition};
+use crate::api::gateway_route::PathMatchType;
+use crate::api::{GatewayRoute, GatewayRouteStatus};
+use crate::gateway::table::{Inputs, RouteTable};
+
+/// Name of this reconciler in metrics and logs.
+pub const CONTROLLER: &str = "gatewayroute";
+
+/// Problems that make the gateway skip the route, exactly as it would find them.
+pub fn validate(route: &GatewayRoute) -> Vec<String> {
+    let inputs = Inputs {
+        routes: vec![route.clone()],
+        services: BTreeMap::new(),
+    };
+    RouteTable::build(&inputs)
+        .1
+        .into_iter()
+        .map(|e| e.reason)
+        .collect()
+}
+
+/// The (host, exact path) pairs a route claims; `*` stands for "any host".
+fn exact_claims(route: &GatewayRoute) -> Vec<(String, String)> {
+    let hosts: Vec<String> = if route.spec.hostnames.is_empty() {
+        vec!["*".to_owned()]
+    } else {
+        route.spec.hostnames.clone()
+    };
+    let mut out = vec![];
+    for rule in &route.spec.rules {
+        for m in &rule.matches {
+            let Some(p) = m.path.as_ref().filter(|p| p.type_ == PathMatchType::Exact) else {
+                continue;
+            };
+            if m.method.is_some() || !m.headers.is_empty() || !m.query_params.is_empty() {
+                continue; // narrowed by other conditions: not a full claim
+            }
+            for h in &hosts {
+                out.push((h.clone(), p.value.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Older routes of the same namespace set that claim a (host, Exact path) that `route` claims
+/// too: `(other route name, host, path)`. Older means created earlier, then name order.
+pub fn conflicts(
+    route: &GatewayRoute,
+    others: &[Arc<GatewayRoute>],
+) -> Vec<(String, String, String)> {
+    let key = |r: &GatewayRoute| {
+        (
+            r.metadata.creation_timestamp.clone().map(|t| t.0),
+            r.namespace(),
+            r.name_any(),
+        )
+    };
+    let mine = exact_claims(route);
+    let mut out = vec![];
+    for other in others {
+        if other.metadata.uid == route.metadata.uid || key(other) >= key(route) {
+            continue;
+        }
+        for claim in exact_claims(other) {
+            if mine.contains(&claim) {
+                out.push((
+                    format!(
+                        "{}/{}",
+                        other.namespace().unwrap_or_default(),
+                        other.name_any()
+                    ),
+                    claim.0,
+                    claim.1,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Reconciles one GatewayRoute's status.
+#[instrument(skip_all, fields(gatewayroute = %route.name_any(), namespace = route.namespace().unwrap_or_default()))]
+pub async fn reconcile(
+    route: Arc<GatewayRoute>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let ns = route
+        .namespace()
+        .ok_or_else(|| ReconcileError::NoNamespace(route.name_any()))?;
+    let name = route.name_any();
+    let problems = validate(&route);
+    let all_routes = ctx.routes.get().map(Store::state).unwrap_or_default();
+    let clashes = conflicts(&route, &all_routes);
+    let missing = refs::missing(&route, &ns, &ctx.microservices, ctx.services.get());
+
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let g = route.metadata.generation;
+    let mut conds = route
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut set = |ty: &str, ok: bool, reason: &str, msg: String| {
+        set_condition(&mut conds, condition(ty, ok, reason, msg, g, now.clone()));
+    };
+    let stalled = if !problems.is_empty() {
+        let msg = problems.join("; ");
+        set(c::ACCEPTED, false, "Invalid", msg.clone());
+        Some(("Invalid", msg))
+    } else if let Some((other, host, path)) = clashes.first() {
+        let msg =
+            format!("host {host} path {path} is already served by the older GatewayRoute {other}");
+        set(c::ACCEPTED, false, "Conflict", msg.clone());
+        Some(("Conflict", msg))
+    } else {
+        set(
+            c::ACCEPTED,
+            true,
+            "Accepted",
+            "the gateway serves this route".to_owned(),
+        );
+        None
+    };
+    let refs_ok = missing.is_empty();
+    if refs_ok {
+        set(
+            c::RESOLVED_REFS,
+            true,
+            "ResolvedRefs",
+            "every backend exists".to_owned(),
+        );
+    } else {
+        set(
+            c::RESOLVED_REFS,
+            false,
+            "BackendNotFound",
+            missing.join("; "),
+        );
+    }
+    match (&stalled, refs_ok) {
+        (Some((reason, msg)), _) => {
+            set(c::STALLED, true, reason, msg.clone());
+            set(c::READY, false, reason, msg.clone());
+            set(c::RECONCILING, false, "Stalled", String::new());
+        }
+        (None, false) => {
+            let msg = missing.join("; ");
+            set(c::STALLED, false, "Progressing", String::new());
+            set(c::READY, false, "BackendNotFound", msg.clone());
+            set(c::RECONCILING, true, "BackendNotFound", msg);
+        }
+        (None, true) => {
+            set(c::STALLED, false, "Progressing", String::new());
+            set(
+                c::READY,
+                true,
+                "Ready",
+                "accepted, every backend resolves".to_owned(),
+            );
+            set(c::RECONCILING, false, "Ready", String::new());
+        }
+    }
+    let status = GatewayRouteStatus {
+        observed_generation: g,
+        conditions: conds,
+    };
+    if route.status.as_ref() != Some(&status) {
+        let patch =
+            json!({"apiVersion": "atrium.dev/v1alpha1", "kind": "GatewayRoute", "status": status});
+        ctx.api::<GatewayRoute>(&ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| ReconcileError::Api {
+                action: "patch status",
+                kind: "GatewayRoute",
+                name: name.clone(),
+                source,
+            })?;
+        if let Some((reason, msg)) = &stalled
+            && route
+                .status
+                .as_ref()
+                .and_then(|s| crate::api::conditions::find(&s.conditions, c::ACCEPTED))
+                .is_none_or(|a| &a.message != msg)
+        {
+            ctx.events
+                .warning(&route.object_ref(&()), reason, msg.clone())
+                .await;
+        }
+    }
+    Ok(Action::requeue(super::microservice::RESYNC))
+}
+
+/// Backoff after a failed reconcile.
+pub fn error_policy(route: Arc<GatewayRoute>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    tracing::warn!(gatewayroute = %ObjectRef::from_obj(route.as_ref()), error = %error, "reconcile failed");
+    ctx.metrics
+        .errors_by_category
+        .with_label_values(&[CONTROLLER, error.category()])
+        .inc();
+    Action::requeue(super::microservice::backoff(
+        3,
+        super::microservice::jitter_seed(),
+    ))
+}
+
+/// The Service cache type the reconciler reads.
+pub type Services = Store<Service>;
