@@ -324,3 +324,80 @@ spec:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn load_balancing_round_robin_spreads_and_consistent_hash_sticks() {
+    let b: Vec<EchoBackend> = ["b0", "b1", "b2"]
+        .into_iter()
+        .map(|n| EchoBackend::start("127.0.0.1", n))
+        .collect();
+    let dir = temp_dir("gw-lb");
+    let yaml = format!(
+        r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: pool}}
+spec:
+  ports: [{{name: http, port: {p0}}}]
+  endpoints:
+  - {{address: 127.0.0.1}}
+  - {{address: 127.0.0.1, ports: [{{name: http, port: {p1}}}]}}
+  - {{address: 127.0.0.1, ports: [{{name: http, port: {p2}}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: lb}}
+spec:
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /rr}}}}]
+    backends: [{{microservice: pool}}]
+  - matches: [{{path: {{type: PathPrefix, value: /sticky}}}}]
+    backends: [{{microservice: pool}}]
+    loadBalancer: {{policy: ConsistentHash, hashOn: {{type: Header, name: x-user}}}}
+  - matches: [{{path: {{type: PathPrefix, value: /least}}}}]
+    backends: [{{microservice: pool}}]
+    loadBalancer: {{policy: LeastRequest}}
+"#,
+        p0 = b[0].port,
+        p1 = b[1].port,
+        p2 = b[2].port
+    );
+    std::fs::write(dir.join("lb.yaml"), yaml).expect("write config");
+    let (_gateway, port, _) = start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+    let backend_of = |path: &str, extra: &str| {
+        raw_request(port, path, extra).2["backend"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let rr: Vec<String> = (0..30).map(|_| backend_of("/rr", "")).collect();
+    for name in ["b0", "b1", "b2"] {
+        assert_eq!(
+            rr.iter().filter(|b| *b == name).count(),
+            10,
+            "round robin: {rr:?}"
+        );
+    }
+    let least: std::collections::BTreeSet<String> =
+        (0..30).map(|_| backend_of("/least", "")).collect();
+    assert_eq!(
+        least.len(),
+        3,
+        "idle endpoints all get LeastRequest traffic: {least:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for user in 0..20 {
+        let extra = format!("x-user: user-{user}\r\n");
+        let first = backend_of("/sticky", &extra);
+        for _ in 0..3 {
+            assert_eq!(backend_of("/sticky", &extra), first, "user-{user} moved");
+        }
+        seen.insert(first);
+    }
+    assert!(
+        seen.len() >= 2,
+        "20 users all hashed to one endpoint: {seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

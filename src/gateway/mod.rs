@@ -7,6 +7,7 @@
 //! owns nothing of the controller.
 
 mod admin_app;
+pub mod balance;
 pub mod cluster;
 pub mod files;
 pub mod headers;

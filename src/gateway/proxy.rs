@@ -46,6 +46,7 @@ pub struct Ctx {
     request_id: String,
     host: String,
     start: Instant,
+    hash: Option<u64>,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -100,6 +101,45 @@ fn host_of(session: &Session) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// The ConsistentHash key of a request: the named header, cookie or query parameter, or the
+/// client IP. `None` (round robin) for other policies or when the request lacks the key.
+fn hash_key(session: &Session, rule: &Rule) -> Option<u64> {
+    use crate::api::gateway_route::HashOnType;
+    let on = rule.hash_on.as_ref()?;
+    let req = session.req_header();
+    let name = on.name.as_deref().unwrap_or_default();
+    let value: Option<String> = match on.type_ {
+        HashOnType::ClientIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string()),
+        HashOnType::Header => req
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        HashOnType::Cookie => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned()),
+        HashOnType::QueryParam => req
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned()),
+    };
+
+    value.map(|v| super::balance::key_hash(&v))
+}
+
 fn retries_on(rule: Option<&Arc<Rule>>, tries: u32, on: RetryOn) -> bool {
     rule.and_then(|r| r.retries.as_ref())
         .is_some_and(|r| tries <= r.attempts && r.on.contains(&on))
@@ -118,6 +158,7 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             host: String::new(),
             start: Instant::now(),
+            hash: None,
         }
     }
 
@@ -189,7 +230,8 @@ impl ProxyHttp for Gateway {
             respond(session, status, body, &headers, &ctx.request_id).await?;
             return Ok(true);
         }
-        let Some(upstream) = rule.pick() else {
+        ctx.hash = hash_key(session, &rule);
+        let Some(upstream) = rule.pick(ctx.hash).map(|s| s.addr) else {
             let msg = format!("route {} has no ready endpoint", rule.id);
             respond_json(session, 503, "no_endpoint", &msg, &[], &ctx.request_id).await?;
             return Ok(true);
@@ -212,8 +254,10 @@ impl ProxyHttp for Gateway {
                 .retries
                 .with_label_values(&[rule.id.as_str()])
                 .inc();
-            if let Some(next) = rule.pick() {
-                ctx.upstream = Some(next);
+            if let Some(next) = rule.pick(ctx.hash).map(|s| s.addr)
+                && let Some(prev) = ctx.upstream.replace(next)
+            {
+                rule.release(prev);
             }
         }
         let addr = ctx
@@ -369,6 +413,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let (Some(rule), Some(addr)) = (&ctx.rule, ctx.upstream) {
+            rule.release(addr);
+        }
         let code = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.rule.as_ref().map_or("none", |r| r.id.as_str());
         let req = session.req_header();

@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use kube::ResourceExt;
 use serde::Serialize;
 
+use super::balance::{self, Balance, Slot};
 use super::matcher::{MatcherError, PathMatcher, ValueMatcher, fill_template};
 use super::policy::Policy;
 use crate::api::GatewayRoute;
-use crate::api::gateway_route::{HeaderModifier, HttpMethod, PathMatchType, RetryOn, RewriteType};
+use crate::api::gateway_route::{
+    HashOn, HeaderModifier, HttpMethod, LoadBalancerPolicy, PathMatchType, RetryOn, RewriteType,
+};
 
 /// An instance of a backend service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -60,25 +63,26 @@ pub struct Backend {
     /// Relative weight.
     pub weight: u32,
     /// Ready endpoints.
-    pub ready: Vec<SocketAddr>,
+    pub ready: Vec<Slot>,
     /// Serving-but-terminating endpoints, used only when none is ready.
-    pub draining: Vec<SocketAddr>,
+    pub draining: Vec<Slot>,
     #[serde(skip)]
     next: AtomicUsize,
 }
 
 impl Backend {
-    fn pick(&self) -> Option<SocketAddr> {
-        let pool = if self.ready.is_empty() {
+    fn pool(&self) -> &[Slot] {
+        if self.ready.is_empty() {
             &self.draining
         } else {
             &self.ready
-        };
-        if pool.is_empty() {
-            return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % pool.len();
-        Some(pool[i])
+    }
+
+    fn pick(&self, policy: Balance, key: Option<u64>) -> Option<&Slot> {
+        let pool = self.pool();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        balance::pick(pool, policy, turn, key).map(|i| &pool[i])
     }
 
     fn available(&self) -> bool {
@@ -111,6 +115,12 @@ pub struct Rule {
     /// Policies, in order.
     #[serde(skip)]
     pub policies: Vec<Arc<dyn Policy>>,
+    /// Endpoint selection.
+    #[serde(skip)]
+    pub balance: Balance,
+    /// What ConsistentHash hashes.
+    #[serde(skip)]
+    pub hash_on: Option<HashOn>,
     #[serde(skip)]
     next: AtomicUsize,
 }
@@ -128,8 +138,9 @@ pub struct Retries {
 
 impl Rule {
     /// Picks an endpoint: a backend by weight (weighted round robin over backends that have
-    /// endpoints), then an endpoint of it round robin.
-    pub fn pick(&self) -> Option<SocketAddr> {
+    /// endpoints, or by the key for ConsistentHash), then an endpoint of it by the rule's
+    /// balancing policy. The slot's in-flight count is raised; call [`Slot::release`] when done.
+    pub fn pick(&self, key: Option<u64>) -> Option<&Slot> {
         let total: u64 = self
             .backends
             .iter()
@@ -139,14 +150,32 @@ impl Rule {
         if total == 0 {
             return None;
         }
-        let mut n = (self.next.fetch_add(1, Ordering::Relaxed) as u64) % total;
+        let spin = match (self.balance, key) {
+            (Balance::ConsistentHash, Some(k)) => k,
+            _ => self.next.fetch_add(1, Ordering::Relaxed) as u64,
+        };
+        let mut n = spin % total;
         for b in self.backends.iter().filter(|b| b.available()) {
             if n < u64::from(b.weight) {
-                return b.pick();
+                let slot = b.pick(self.balance, key)?;
+                slot.acquire();
+                return Some(slot);
             }
             n -= u64::from(b.weight);
         }
         None
+    }
+
+    /// Counts a request to `addr` out (see [`Rule::pick`]).
+    pub fn release(&self, addr: SocketAddr) {
+        if let Some(slot) = self
+            .backends
+            .iter()
+            .flat_map(|b| b.ready.iter().chain(&b.draining))
+            .find(|s| s.addr == addr)
+        {
+            slot.release();
+        }
     }
 
     /// The path to forward, given the normalised request path and what the match captured.
@@ -412,12 +441,14 @@ fn compile_route(
                     .iter()
                     .filter(|e| e.ready)
                     .filter_map(addr)
+                    .map(Slot::new)
                     .collect(),
                 draining: entry
                     .endpoints
                     .iter()
                     .filter(|e| !e.ready && e.serving)
                     .filter_map(addr)
+                    .map(Slot::new)
                     .collect(),
                 next: AtomicUsize::new(0),
             });
@@ -448,6 +479,12 @@ fn compile_route(
             timeout,
             retries,
             policies: vec![],
+            balance: match rule.load_balancer.as_ref().map(|l| l.policy) {
+                Some(LoadBalancerPolicy::LeastRequest) => Balance::LeastRequest,
+                Some(LoadBalancerPolicy::ConsistentHash) => Balance::ConsistentHash,
+                _ => Balance::RoundRobin,
+            },
+            hash_on: rule.load_balancer.as_ref().and_then(|l| l.hash_on.clone()),
             next: AtomicUsize::new(0),
         });
         rules_summary.push(serde_json::json!({
@@ -726,7 +763,7 @@ mod tests {
         let mut counts = BTreeMap::new();
         for _ in 0..1000 {
             *counts
-                .entry(f.rule.pick().expect("endpoint").port())
+                .entry(f.rule.pick(None).expect("endpoint").addr.port())
                 .or_insert(0) += 1;
         }
         assert_eq!(counts.get(&8000), Some(&900));
