@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test bench lint unit crds cluster-up cluster-down cluster-binaries clean
+.PHONY: help build run test bench bench-controller bench-gateway lint unit crds cluster-up cluster-down cluster-binaries clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,8 +16,13 @@ run: build ## run Atrium: on $$KUBECONFIG's cluster if reachable, else on a loca
 test: ## fmt, clippy, unit and integration tests against a local control plane (in a network namespace)
 	tools/test.sh
 
-bench: ## benchmarks against a local control plane (reports in target/bench/)
+bench: bench-controller bench-gateway ## all benchmarks (reports in target/bench/)
+
+bench-controller: ## controller benchmarks against a local control plane
 	tools/test.sh --release --test bench_controller -- --ignored --nocapture --test-threads=1
+
+bench-gateway: ## gateway vs nginx vs direct: req/s and CPU per request (needs wrk, nginx)
+	tools/bench-gateway.sh
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
