@@ -46,7 +46,16 @@ log "applying the samples to namespace $ns"
 "$kubectl" apply --server-side --field-manager=atrium-samples -n "$ns" -k manifests/samples >/dev/null
 
 "$atrium" controller --metrics-listen "$controller_addr" & pids+=($!)
-"$atrium" gateway --listen "$gateway_addr" --admin-listen "$admin_addr" & pids+=($!)
+if [[ -n "$local_cluster" ]]; then
+  # The local cluster's pods are KWOK fakes whose IPs (198.18.0.0/16) exist only inside a test
+  # network namespace: a gateway on this host must never send traffic there, so here it serves
+  # the file-mode example routes instead (loopback backends), not the cluster's routes.
+  gateway_config="$PWD/.cluster/gateway"
+  mkdir -p "$gateway_config"
+  "$atrium" gateway --listen "$gateway_addr" --admin-listen "$admin_addr" --config-dir "$gateway_config" & pids+=($!)
+else
+  "$atrium" gateway --listen "$gateway_addr" --admin-listen "$admin_addr" & pids+=($!)
+fi
 
 wait_ready() {
   local url="$1" start=$SECONDS
@@ -68,7 +77,9 @@ Atrium is running (KUBECONFIG=$KUBECONFIG).
   $kubectl explain microservice.spec    # the API, documented
   curl -s http://$controller_addr/metrics | grep atrium_   # controller metrics
   curl -s http://$admin_addr/metrics | grep atrium_        # gateway metrics
-  curl -s http://$gateway_addr/api/products                # the gateway (routing arrives with the gateway issue)
+  curl -s http://$admin_addr/routes                         # the gateway's route table
+  # local mode: the gateway reads routes from .cluster/gateway/ (file mode, loopback backends);
+  # serving the cluster's pods needs the local pod runner, which is not built yet
 
 Press Ctrl-C to stop everything this command started.
 MSG
