@@ -79,8 +79,13 @@ pub struct GatewayArgs {
     /// In cluster mode, serve routes of this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// Seconds to keep serving in-flight requests after SIGTERM before exiting.
-    #[arg(long, default_value_t = 5, env = "ATRIUM_GRACE_PERIOD")]
+    /// Largest total size of a request's headers (names and values), in bytes; larger requests
+    /// get 431.
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576), env = "ATRIUM_MAX_HEADER_SIZE")]
+    pub max_header_size: u32,
+    /// Seconds to keep serving in-flight requests after SIGTERM before exiting (pingora waits
+    /// the whole period; keep it under the pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value_t = 15, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,
 }
 

@@ -6,6 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -399,5 +400,148 @@ spec:
         seen.len() >= 2,
         "20 users all hashed to one endpoint: {seen:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends raw bytes and returns everything the gateway answers until it closes (or 3 s pass).
+fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s.write_all(bytes).expect("send");
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn smuggling_attempts_and_oversized_headers_are_answered_safely() {
+    let public = EchoBackend::start("127.0.0.1", "public");
+    let secret = EchoBackend::start("127.0.0.1", "secret");
+    let dir = temp_dir("gw-smuggle");
+    std::fs::write(dir.join("r.yaml"), format!(r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: public}}
+spec: {{ports: [{{name: http, port: {p}}}], endpoints: [{{address: 127.0.0.1}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: secret}}
+spec: {{ports: [{{name: http, port: {s}}}], endpoints: [{{address: 127.0.0.1}}]}}
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: r}}
+spec:
+  rules:
+  - {{matches: [{{path: {{type: PathPrefix, value: /pub}}}}], backends: [{{microservice: public}}]}}
+  - {{matches: [{{path: {{type: PathPrefix, value: /secret}}}}], backends: [{{microservice: secret}}]}}
+"#, p = public.port, s = secret.port)).expect("write config");
+    let (_gateway, port, _) = start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+    let smuggled = "GET /secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let attempts: [(&str, String); 3] = [
+        (
+            "Content-Length with chunked",
+            format!(
+                "POST /pub HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+        ),
+        (
+            "HTTP/1.0 body without length",
+            format!("POST /pub HTTP/1.0\r\nHost: x\r\n\r\n{smuggled}"),
+        ),
+        (
+            "upgrade without 101",
+            format!(
+                "GET /pub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n{smuggled}"
+            ),
+        ),
+    ];
+    for (what, bytes) in attempts {
+        let out = raw_exchange(port, bytes.as_bytes());
+        assert!(
+            !out.contains("\"backend\":\"secret\""),
+            "{what}: the smuggled request reached the secret backend:\n{out}"
+        );
+        let responses = out.matches("HTTP/1.1 ").count();
+        assert!(
+            responses <= 1,
+            "{what}: {responses} responses to one request:\n{out}"
+        );
+    }
+    let out = raw_exchange(
+        port,
+        b"POST /pub HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
+    );
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "conflicting Content-Length: {out}"
+    );
+
+    // Headers over the limit (16 KiB by default): 431 with a JSON body.
+    let big = format!(
+        "GET /pub HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let out = raw_exchange(port, big.as_bytes());
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    assert!(out.contains("headers_too_large"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let slow = EchoBackend::start_with_delay("127.0.0.1", "slow", Duration::from_millis(1500));
+    let dir = temp_dir("gw-drain");
+    std::fs::write(dir.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: slow}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{rules: [{{backends: [{{microservice: slow}}]}}]}}\n", slow.port)).expect("write config");
+    let (mut gateway, port, _) = start_gateway(
+        &[
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+            "--grace-period",
+            "10",
+        ],
+        &[],
+    );
+    let inflight: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || raw_get(port, "/work").0))
+        .collect();
+    wait_until(
+        "all ten requests at the backend",
+        Duration::from_secs(10),
+        || (slow.received() >= 10).then_some(()),
+    );
+    let pid = gateway.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    let codes: Vec<u16> = inflight
+        .into_iter()
+        .map(|t| t.join().expect("request thread"))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![200; 10],
+        "every in-flight request completes during the grace period"
+    );
+    let status = wait_until("the gateway to exit", Duration::from_secs(30), || {
+        gateway.0.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "graceful exit: {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

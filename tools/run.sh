@@ -52,9 +52,9 @@ if [[ -n "$local_cluster" ]]; then
   # the file-mode example routes instead (loopback backends), not the cluster's routes.
   gateway_config="$PWD/.cluster/gateway"
   mkdir -p "$gateway_config"
-  "$atrium" gateway --listen "$gateway_addr" --admin-listen "$admin_addr" --config-dir "$gateway_config" & pids+=($!)
+  "$atrium" gateway --grace-period 1 --listen "$gateway_addr" --admin-listen "$admin_addr" --config-dir "$gateway_config" & pids+=($!)
 else
-  "$atrium" gateway --listen "$gateway_addr" --admin-listen "$admin_addr" & pids+=($!)
+  "$atrium" gateway --grace-period 1 --listen "$gateway_addr" --admin-listen "$admin_addr" & pids+=($!)
 fi
 
 wait_ready() {

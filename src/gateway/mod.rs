@@ -104,7 +104,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     admin.add_tcp(&args.admin_listen.to_string());
     let mut front = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::Gateway::new(table, request_metrics),
+        proxy::Gateway::new(table, request_metrics, args.max_header_size as usize),
     );
     front.add_tcp(&args.listen.to_string());
     server.add_service(admin);

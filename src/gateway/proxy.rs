@@ -28,12 +28,22 @@ use crate::api::gateway_route::RetryOn;
 pub struct Gateway {
     table: Arc<ArcSwap<RouteTable>>,
     metrics: GatewayMetrics,
+    max_header_size: usize,
 }
 
 impl Gateway {
-    /// A gateway serving whatever table `table` holds at each request.
-    pub fn new(table: Arc<ArcSwap<RouteTable>>, metrics: GatewayMetrics) -> Self {
-        Self { table, metrics }
+    /// A gateway serving whatever table `table` holds at each request, refusing requests
+    /// whose headers take more than `max_header_size` bytes.
+    pub fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        metrics: GatewayMetrics,
+        max_header_size: usize,
+    ) -> Self {
+        Self {
+            table,
+            metrics,
+            max_header_size,
+        }
     }
 }
 
@@ -171,6 +181,28 @@ impl ProxyHttp for Gateway {
             .map(str::to_owned);
         ctx.request_id = headers::request_id(incoming.as_deref());
         ctx.host = host_of(session);
+        let header_bytes: usize = session
+            .req_header()
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.max_header_size {
+            let msg = format!(
+                "request headers take {header_bytes} bytes; the limit is {}",
+                self.max_header_size
+            );
+            respond_json(
+                session,
+                431,
+                "headers_too_large",
+                &msg,
+                &[],
+                &ctx.request_id,
+            )
+            .await?;
+            return Ok(true);
+        }
         let raw_path = session.req_header().uri.path().to_owned();
         let normalized = match path::normalize(&raw_path) {
             Ok(p) => p,

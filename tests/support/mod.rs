@@ -365,6 +365,7 @@ pub struct EchoBackend {
     /// Port it listens on.
     pub port: u16,
     stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EchoBackend {
@@ -382,6 +383,8 @@ impl EchoBackend {
         let port = listener.local_addr().expect("addr").port();
         let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stopped.clone();
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = received.clone();
         std::thread::spawn(move || {
             use std::io::{Read, Write};
             for stream in listener.incoming() {
@@ -389,6 +392,7 @@ impl EchoBackend {
                 if flag.load(std::sync::atomic::Ordering::Acquire) {
                     continue; // dropped: the connection closes unanswered
                 }
+                let count = count.clone();
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -415,6 +419,7 @@ impl EchoBackend {
                             )
                         })
                         .collect();
+                    count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                     std::thread::sleep(delay);
                     let body =
                         serde_json::json!({"backend": name, "path": target, "headers": headers})
@@ -427,7 +432,16 @@ impl EchoBackend {
                 });
             }
         });
-        Self { port, stopped }
+        Self {
+            port,
+            stopped,
+            received,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops answering (connections are accepted and closed at once).
