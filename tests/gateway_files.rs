@@ -240,6 +240,13 @@ spec:
   endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.2, ports: [{{name: http, port: {dead}}}]}}]
 ---
 apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: flaky2}}
+spec:
+  ports: [{{name: http, port: {app}}}]
+  endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.3, ports: [{{name: http, port: {dead}}}]}}]
+---
+apiVersion: atrium.dev/v1alpha1
 kind: GatewayRoute
 metadata: {{name: edge}}
 spec:
@@ -259,7 +266,7 @@ spec:
     retries: {{attempts: 2, retryOn: [connect-failure], backoff: 1ms}}
   - name: unretried
     matches: [{{path: {{type: PathPrefix, value: /unretried}}}}]
-    backends: [{{microservice: flaky}}]
+    backends: [{{microservice: flaky2}}]
     retries: {{attempts: 0}}
 "#,
         app = app.port,
@@ -306,7 +313,8 @@ spec:
     );
 
     // Retries: one of the two instances refuses connections. With a retry budget every
-    // request succeeds; without one, some fail with 502.
+    // request succeeds; without one, some fail with 502 (until passive health ejects it; each
+    // rule has its own broken instance so the first one's ejection does not hide the second).
     let codes = |path: &str| (0..20).map(|_| raw_get(port, path).0).collect::<Vec<u16>>();
     assert!(codes("/retried").iter().all(|c| *c == 200));
     assert!(codes("/unretried").contains(&502));
@@ -543,5 +551,70 @@ fn sigterm_lets_in_flight_requests_finish() {
         gateway.0.try_wait().ok().flatten()
     });
     assert!(status.success(), "graceful exit: {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_endpoint_is_ejected_and_shown_in_the_registry() {
+    let live = EchoBackend::start("127.0.0.1", "live");
+    let dead = free_port();
+    let dir = temp_dir("gw-eject");
+    std::fs::write(
+        dir.join("r.yaml"),
+        format!(
+            r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: pair}}
+spec:
+  ports: [{{name: http, port: {live}}}]
+  endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.2, ports: [{{name: http, port: {dead}}}]}}]
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: r}}
+spec: {{rules: [{{backends: [{{microservice: pair}}], retries: {{attempts: 0}}}}]}}
+"#,
+            live = live.port
+        ),
+    )
+    .expect("write config");
+    let (_gateway, port, admin) =
+        start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+    let codes: Vec<u16> = (0..30).map(|_| raw_get(port, "/x").0).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == 502).count(),
+        5,
+        "five failures in a row eject: {codes:?}"
+    );
+    assert!(
+        codes[20..].iter().all(|c| *c == 200),
+        "after the ejection only the live endpoint serves: {codes:?}"
+    );
+    let (_, registry) = http_get(admin, "/registry").expect("/registry");
+    let registry: Value = serde_json::from_str(&registry).expect("JSON");
+    let endpoints = registry["default/pair"]["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .clone();
+    let state_of = |addr: String| {
+        endpoints
+            .iter()
+            .find(|e| e["address"] == addr.as_str())
+            .map(|e| e["state"].clone())
+    };
+    assert_eq!(
+        state_of(format!("127.0.0.2:{dead}")),
+        Some(Value::from("ejected"))
+    );
+    assert_eq!(
+        state_of(format!("127.0.0.1:{}", live.port)),
+        Some(Value::from("ready"))
+    );
+    let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("atrium_gateway_ejections_total{service=\"default/pair\"} 1"),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

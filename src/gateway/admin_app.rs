@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use super::outlier::Outliers;
 use super::table::RouteTable;
 
 /// Serves health, metrics and the current route table.
@@ -17,6 +18,7 @@ pub struct AdminApp {
     registry: Registry,
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
+    outliers: Arc<Outliers>,
 }
 
 impl AdminApp {
@@ -25,11 +27,13 @@ impl AdminApp {
         registry: Registry,
         table: Arc<ArcSwap<RouteTable>>,
         ready: Arc<AtomicBool>,
+        outliers: Arc<Outliers>,
     ) -> Self {
         Self {
             registry,
             table,
             ready,
+            outliers,
         }
     }
 }
@@ -59,6 +63,13 @@ impl ServeHttp for AdminApp {
                 "text/plain",
                 b"no route table yet\n".to_vec(),
             ),
+            "/registry" => {
+                let table = self.table.load();
+                let outliers = &self.outliers;
+                let body = serde_json::to_vec_pretty(&table.registry(&|a| outliers.is_ejected(a)))
+                    .unwrap_or_default();
+                respond(StatusCode::OK, "application/json", body)
+            }
             "/routes" => {
                 let table = self.table.load();
                 let body = serde_json::to_vec_pretty(&table.summary).unwrap_or_default();

@@ -12,6 +12,8 @@ pub struct GatewayMetrics {
     pub duration: HistogramVec,
     /// `atrium_gateway_upstream_retries_total{route}`.
     pub retries: IntCounterVec,
+    /// `atrium_gateway_ejections_total{service}`.
+    pub ejections: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -42,7 +44,15 @@ impl GatewayMetrics {
                 ),
                 &["route"],
             )?,
+            ejections: IntCounterVec::new(
+                Opts::new(
+                    "atrium_gateway_ejections_total",
+                    "Endpoints ejected after failing several times in a row",
+                ),
+                &["service"],
+            )?,
         };
+        registry.register(Box::new(m.ejections.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;

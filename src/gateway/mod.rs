@@ -13,6 +13,7 @@ pub mod files;
 pub mod headers;
 pub mod matcher;
 pub mod metrics;
+pub mod outlier;
 pub mod path;
 pub mod policy;
 pub mod proxy;
@@ -72,6 +73,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     )?;
     registry.register(Box::new(updates.clone()))?;
     let request_metrics = metrics::GatewayMetrics::register(&registry)?;
+    let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
     match &args.config_dir {
@@ -99,12 +101,13 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
 
     let mut admin = Service::new(
         "atrium admin".to_owned(),
-        admin_app::AdminApp::new(registry, table.clone(), ready),
+        admin_app::AdminApp::new(registry, table.clone(), ready, outliers.clone()),
     );
     admin.add_tcp(&args.admin_listen.to_string());
     let mut front = pingora::proxy::http_proxy_service(
         &server.configuration,
-        proxy::Gateway::new(table, request_metrics, args.max_header_size as usize),
+        proxy::Gateway::new(table, request_metrics, args.max_header_size as usize)
+            .with_outliers(outliers),
     );
     front.add_tcp(&args.listen.to_string());
     server.add_service(admin);

@@ -18,6 +18,7 @@ use tracing::info;
 
 use super::headers::{self, HeaderOp};
 use super::metrics::{GatewayMetrics, method_label};
+use super::outlier::Outliers;
 use super::path;
 use super::policy::{self, Outcome};
 use super::table::{Found, Request, RouteTable, Rule};
@@ -29,9 +30,27 @@ pub struct Gateway {
     table: Arc<ArcSwap<RouteTable>>,
     metrics: GatewayMetrics,
     max_header_size: usize,
+    outliers: Arc<Outliers>,
 }
 
 impl Gateway {
+    /// Shares the passive-health state (for `/registry`).
+    pub fn with_outliers(mut self, outliers: Arc<Outliers>) -> Self {
+        self.outliers = outliers;
+        self
+    }
+
+    fn failed(&self, ctx: &Ctx) {
+        let (Some(rule), Some(addr)) = (&ctx.rule, ctx.upstream) else {
+            return;
+        };
+        if self.outliers.failure(addr) {
+            let service = rule.service_of(addr).unwrap_or("-");
+            tracing::warn!(endpoint = %addr, service, "ejecting an endpoint after repeated failures");
+            self.metrics.ejections.with_label_values(&[service]).inc();
+        }
+    }
+
     /// A gateway serving whatever table `table` holds at each request, refusing requests
     /// whose headers take more than `max_header_size` bytes.
     pub fn new(
@@ -43,6 +62,7 @@ impl Gateway {
             table,
             metrics,
             max_header_size,
+            outliers: Arc::default(),
         }
     }
 }
@@ -263,7 +283,11 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         ctx.hash = hash_key(session, &rule);
-        let Some(upstream) = rule.pick(ctx.hash).map(|s| s.addr) else {
+        let outliers = &self.outliers;
+        let Some(upstream) = rule
+            .pick(ctx.hash, &|a| outliers.is_ejected(a))
+            .map(|s| s.addr)
+        else {
             let msg = format!("route {} has no ready endpoint", rule.id);
             respond_json(session, 503, "no_endpoint", &msg, &[], &ctx.request_id).await?;
             return Ok(true);
@@ -286,7 +310,10 @@ impl ProxyHttp for Gateway {
                 .retries
                 .with_label_values(&[rule.id.as_str()])
                 .inc();
-            if let Some(next) = rule.pick(ctx.hash).map(|s| s.addr)
+            let outliers = &self.outliers;
+            if let Some(next) = rule
+                .pick(ctx.hash, &|a| outliers.is_ejected(a))
+                .map(|s| s.addr)
                 && let Some(prev) = ctx.upstream.replace(next)
             {
                 rule.release(prev);
@@ -313,6 +340,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        self.failed(ctx);
         // Nothing reached the upstream: retrying is safe for any method.
         if retries_on(ctx.rule.as_ref(), ctx.tries, RetryOn::ConnectFailure) {
             e.set_retry(true);
@@ -328,6 +356,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
+        self.failed(ctx);
         let mut e = e.more_context(format!("peer {peer}"));
         let kind = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => RetryOn::Timeout,
@@ -406,6 +435,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(addr) = ctx.upstream {
+            self.outliers.success(addr);
+        }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(m) = ctx.rule.as_ref().and_then(|r| r.response_headers.as_ref()) {
             for op in headers::ops(m) {

@@ -79,10 +79,24 @@ impl Backend {
         }
     }
 
-    fn pick(&self, policy: Balance, key: Option<u64>) -> Option<&Slot> {
+    fn pick(
+        &self,
+        policy: Balance,
+        key: Option<u64>,
+        ejected: &dyn Fn(SocketAddr) -> bool,
+    ) -> Option<&Slot> {
         let pool = self.pool();
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        balance::pick(pool, policy, turn, key).map(|i| &pool[i])
+        let i = balance::pick(pool, policy, turn, key)?;
+        if !ejected(pool[i].addr) {
+            return Some(&pool[i]);
+        }
+        // The choice is ejected: take the next healthy endpoint; if none is, keep the choice
+        // (the last endpoint is never ejected).
+        (1..pool.len())
+            .map(|d| &pool[(i + d) % pool.len()])
+            .find(|s| !ejected(s.addr))
+            .or(Some(&pool[i]))
     }
 
     fn available(&self) -> bool {
@@ -140,7 +154,7 @@ impl Rule {
     /// Picks an endpoint: a backend by weight (weighted round robin over backends that have
     /// endpoints, or by the key for ConsistentHash), then an endpoint of it by the rule's
     /// balancing policy. The slot's in-flight count is raised; call [`Slot::release`] when done.
-    pub fn pick(&self, key: Option<u64>) -> Option<&Slot> {
+    pub fn pick(&self, key: Option<u64>, ejected: &dyn Fn(SocketAddr) -> bool) -> Option<&Slot> {
         let total: u64 = self
             .backends
             .iter()
@@ -157,13 +171,21 @@ impl Rule {
         let mut n = spin % total;
         for b in self.backends.iter().filter(|b| b.available()) {
             if n < u64::from(b.weight) {
-                let slot = b.pick(self.balance, key)?;
+                let slot = b.pick(self.balance, key, ejected)?;
                 slot.acquire();
                 return Some(slot);
             }
             n -= u64::from(b.weight);
         }
         None
+    }
+
+    /// The backend service an endpoint belongs to.
+    pub fn service_of(&self, addr: SocketAddr) -> Option<&str> {
+        self.backends
+            .iter()
+            .find(|b| b.ready.iter().chain(&b.draining).any(|s| s.addr == addr))
+            .map(|b| b.service.as_str())
     }
 
     /// Counts a request to `addr` out (see [`Rule::pick`]).
@@ -266,6 +288,30 @@ fn method_name(m: HttpMethod) -> &'static str {
 }
 
 impl RouteTable {
+    /// Every backend service of the table with its endpoints: what `/registry` shows.
+    pub fn registry(&self, ejected: &dyn Fn(SocketAddr) -> bool) -> serde_json::Value {
+        let mut services: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let rules = self
+            .exact
+            .values()
+            .flatten()
+            .chain(self.wildcard.iter().flat_map(|(_, v)| v))
+            .chain(&self.any);
+        for entry in rules {
+            for b in &entry.rule.backends {
+                services.entry(b.service.clone()).or_insert_with(|| {
+                    let state = |s: &Slot, base: &str| {
+                        let st = if ejected(s.addr) { "ejected" } else { base };
+                        serde_json::json!({"address": s.addr.to_string(), "state": st, "inflight": s.inflight()})
+                    };
+                    let eps: Vec<_> = b.ready.iter().map(|s| state(s, "ready")).chain(b.draining.iter().map(|s| state(s, "draining"))).collect();
+                    serde_json::json!({"endpoints": eps})
+                });
+            }
+        }
+        serde_json::json!(services)
+    }
+
     /// Builds a table; routes that fail to build are returned as errors and left out.
     pub fn build(inputs: &Inputs) -> (Self, Vec<BuildError>) {
         let mut table = Self::default();
@@ -763,7 +809,7 @@ mod tests {
         let mut counts = BTreeMap::new();
         for _ in 0..1000 {
             *counts
-                .entry(f.rule.pick(None).expect("endpoint").addr.port())
+                .entry(f.rule.pick(None, &|_| false).expect("endpoint").addr.port())
                 .or_insert(0) += 1;
         }
         assert_eq!(counts.get(&8000), Some(&900));
