@@ -10,5 +10,6 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod gateway;
+pub mod scope;
 pub mod telemetry;
 pub mod version;
