@@ -69,6 +69,15 @@ pub struct GatewayArgs {
     /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
+    /// Address that serves TLS (HTTP/1.1 and HTTP/2 via ALPN); needs --tls-cert and --tls-key.
+    #[arg(long, env = "ATRIUM_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for --tls-listen.
+    #[arg(long, env = "ATRIUM_TLS_CERT", requires = "tls_listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-listen.
+    #[arg(long, env = "ATRIUM_TLS_KEY", requires = "tls_listen")]
+    pub tls_key: Option<PathBuf>,
     /// Worker threads per listener (default: 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256), env = "ATRIUM_THREADS")]
     pub threads: u16,

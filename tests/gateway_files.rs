@@ -618,3 +618,84 @@ spec: {{rules: [{{backends: [{{microservice: pair}}], retries: {{attempts: 0}}}}
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tls_listener_serves_http2_and_http1() {
+    let app = EchoBackend::start("127.0.0.1", "app");
+    let dir = temp_dir("gw-tls");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=shop.local",
+            "-addext",
+            "subjectAltName=DNS:shop.local",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(config.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{hostnames: [shop.local], rules: [{{backends: [{{microservice: app}}]}}]}}\n", app.port)).expect("write");
+    let tls_port = free_port();
+    let (_gateway, _, _) = start_gateway(
+        &[
+            "--config-dir",
+            config.to_str().expect("utf-8"),
+            "--tls-listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--tls-cert",
+            cert.to_str().expect("utf-8"),
+            "--tls-key",
+            key.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                flag,
+                "--cacert",
+                cert.to_str().expect("utf-8"),
+                "--resolve",
+                &format!("shop.local:{tls_port}:127.0.0.1"),
+            ])
+            .args([
+                "-w",
+                "\n%{http_version}",
+                &format!("https://shop.local:{tls_port}/tls-check"),
+            ])
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (body, version) = text.rsplit_once('\n').expect("version line");
+        assert_eq!(version, want, "{flag}");
+        let body: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(
+            (body["backend"].as_str(), body["path"].as_str()),
+            (Some("app"), Some("/tls-check"))
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -42,6 +42,9 @@ pub enum GatewayError {
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The TLS certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Cluster mode could not start.
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
@@ -59,7 +62,10 @@ pub enum GatewayError {
 pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     info!(version = %crate::version::summary(), "starting gateway");
     // pingora panics on a listen address it cannot bind; check first for a clear error.
-    for addr in [args.listen, args.admin_listen] {
+    for addr in [Some(args.listen), Some(args.admin_listen), args.tls_listen]
+        .into_iter()
+        .flatten()
+    {
         std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     }
     let registry = Registry::new();
@@ -110,6 +116,23 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             .with_outliers(outliers),
     );
     front.add_tcp(&args.listen.to_string());
+    if let (Some(addr), Some(cert), Some(key)) = (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        let path = |p: &PathBuf| {
+            p.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| GatewayError::Tls(format!("{} is not UTF-8", p.display())))
+        };
+        let mut tls = pingora::listeners::tls::TlsSettings::intermediate(&path(cert)?, &path(key)?)
+            .map_err(|e| {
+                GatewayError::Tls(format!(
+                    "loading {} and {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+        tls.enable_h2();
+        front.add_tls_with_settings(&addr.to_string(), None, tls);
+    }
     server.add_service(admin);
     server.add_service(front);
 

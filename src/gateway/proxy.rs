@@ -408,7 +408,11 @@ impl ProxyHttp for Gateway {
             };
             upstream.insert_header("x-forwarded-for", forwarded)?;
         }
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        let tls = session
+            .as_downstream()
+            .digest()
+            .is_some_and(|d| d.ssl_digest.is_some());
+        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
         if !ctx.host.is_empty() {
             upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
         }
