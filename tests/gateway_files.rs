@@ -331,6 +331,18 @@ spec:
         !metrics.contains("route=\"/h\""),
         "raw paths must never be labels"
     );
+    assert!(
+        metrics.contains(
+            "atrium_gateway_upstream_duration_seconds_bucket{route=\"default/edge/headers\""
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "atrium_gateway_upstream_endpoints{service=\"default/flaky\",state=\"ready\"} 2"
+        ),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

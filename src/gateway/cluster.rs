@@ -16,9 +16,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use prometheus::IntCounterVec;
 use tracing::{error, info, warn};
 
+use super::metrics::TableMetrics;
 use super::table::{Endpoint, Inputs, RouteTable, ServiceEntry};
 use crate::api::GatewayRoute;
 
@@ -43,7 +43,7 @@ pub fn start(
     namespace: Option<String>,
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
-    updates: IntCounterVec,
+    updates: TableMetrics,
 ) -> Result<(), ClusterError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -66,7 +66,7 @@ async fn watch(
     namespace: Option<String>,
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
-    updates: IntCounterVec,
+    updates: TableMetrics,
 ) {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
@@ -142,16 +142,14 @@ fn rebuild(
     services: &Store<Service>,
     slices: &Store<EndpointSlice>,
     table: &ArcSwap<RouteTable>,
-    updates: &IntCounterVec,
+    updates: &TableMetrics,
 ) {
     let inputs = inputs(routes, services, slices);
     let (built, errors) = RouteTable::build(&inputs);
     for e in &errors {
         error!(error = %e, "skipping a route");
     }
-    updates
-        .with_label_values(&[if errors.is_empty() { "ok" } else { "partial" }])
-        .inc();
+    updates.record(&built, errors.is_empty());
     table.store(Arc::new(built));
 }
 

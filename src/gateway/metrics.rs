@@ -1,7 +1,60 @@
 //! Gateway metrics. `route` is the GatewayRoute `namespace/name/rule` (or `none`), never the
 //! raw path; `method` is one of the standard methods or `OTHER`, so label sets stay bounded.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use super::table::RouteTable;
+
+/// Metrics of route-table builds.
+#[derive(Clone)]
+pub struct TableMetrics {
+    /// `atrium_gateway_route_table_updates_total{result}`: `ok`, or `partial` when objects
+    /// were skipped.
+    pub updates: IntCounterVec,
+    /// `atrium_gateway_upstream_endpoints{service,state}`: endpoints of each backend service.
+    pub endpoints: IntGaugeVec,
+}
+
+impl TableMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            updates: IntCounterVec::new(
+                Opts::new(
+                    "atrium_gateway_route_table_updates_total",
+                    "Route table builds by result (ok, partial: some objects skipped)",
+                ),
+                &["result"],
+            )?,
+            endpoints: IntGaugeVec::new(
+                Opts::new(
+                    "atrium_gateway_upstream_endpoints",
+                    "Endpoints of each backend service by state",
+                ),
+                &["service", "state"],
+            )?,
+        };
+        registry.register(Box::new(m.updates.clone()))?;
+        registry.register(Box::new(m.endpoints.clone()))?;
+        Ok(m)
+    }
+
+    /// Records a build of `table` (`complete`: nothing was skipped).
+    pub fn record(&self, table: &RouteTable, complete: bool) {
+        self.updates
+            .with_label_values(&[if complete { "ok" } else { "partial" }])
+            .inc();
+        self.endpoints.reset();
+        for (service, (ready, draining)) in table.endpoint_counts() {
+            self.endpoints
+                .with_label_values(&[service.as_str(), "ready"])
+                .set(ready);
+            self.endpoints
+                .with_label_values(&[service.as_str(), "draining"])
+                .set(draining);
+        }
+    }
+}
 
 /// Request metrics of the proxy.
 #[derive(Clone)]
@@ -14,6 +67,9 @@ pub struct GatewayMetrics {
     pub retries: IntCounterVec,
     /// `atrium_gateway_ejections_total{service}`.
     pub ejections: IntCounterVec,
+    /// `atrium_gateway_upstream_duration_seconds{route}`: from picking the endpoint to its
+    /// response header.
+    pub upstream: HistogramVec,
 }
 
 impl GatewayMetrics {
@@ -44,6 +100,16 @@ impl GatewayMetrics {
                 ),
                 &["route"],
             )?,
+            upstream: HistogramVec::new(
+                HistogramOpts::new(
+                    "atrium_gateway_upstream_duration_seconds",
+                    "Time from connecting to the upstream to its response header",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+                &["route"],
+            )?,
             ejections: IntCounterVec::new(
                 Opts::new(
                     "atrium_gateway_ejections_total",
@@ -53,6 +119,7 @@ impl GatewayMetrics {
             )?,
         };
         registry.register(Box::new(m.ejections.clone()))?;
+        registry.register(Box::new(m.upstream.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.retries.clone()))?;

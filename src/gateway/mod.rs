@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use prometheus::{IntCounterVec, Opts};
 use tracing::error;
 
 use pingora::server::configuration::ServerConf;
@@ -70,14 +69,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     }
     let registry = Registry::new();
     crate::admin::register_build_info(&registry, "gateway")?;
-    let updates = IntCounterVec::new(
-        Opts::new(
-            "atrium_gateway_route_table_updates_total",
-            "Route table builds by result (ok, partial: some objects skipped)",
-        ),
-        &["result"],
-    )?;
-    registry.register(Box::new(updates.clone()))?;
+    let updates = metrics::TableMetrics::register(&registry)?;
     let request_metrics = metrics::GatewayMetrics::register(&registry)?;
     let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
@@ -144,7 +136,11 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
 
 /// Re-reads `dir` and swaps in the new table. Objects that do not load or build are skipped
 /// with an error log; the rest of the table still loads.
-fn reload(dir: &std::path::Path, table: &ArcSwap<table::RouteTable>, updates: &IntCounterVec) {
+fn reload(
+    dir: &std::path::Path,
+    table: &ArcSwap<table::RouteTable>,
+    updates: &metrics::TableMetrics,
+) {
     let (inputs, load_errors) = files::load(dir);
     for e in &load_errors {
         error!(error = %e, "skipping an object of the config directory");
@@ -153,18 +149,15 @@ fn reload(dir: &std::path::Path, table: &ArcSwap<table::RouteTable>, updates: &I
     for e in &build_errors {
         error!(error = %e, "skipping a route");
     }
-    let result = if load_errors.is_empty() && build_errors.is_empty() {
-        "ok"
-    } else {
-        "partial"
-    };
-    updates.with_label_values(&[result]).inc();
+    let complete = load_errors.is_empty() && build_errors.is_empty();
+    updates.record(&built, complete);
+    let result = if complete { "ok" } else { "partial" };
     tracing::info!(routes = built.summary.len(), result, "route table loaded");
     table.store(Arc::new(built));
 }
 
 /// Polls the directory twice a second and reloads when a file changed.
-fn watch_dir(dir: PathBuf, table: Arc<ArcSwap<table::RouteTable>>, updates: IntCounterVec) {
+fn watch_dir(dir: PathBuf, table: Arc<ArcSwap<table::RouteTable>>, updates: metrics::TableMetrics) {
     std::thread::spawn(move || {
         let mut seen = files::fingerprint(&dir);
         loop {

@@ -77,6 +77,7 @@ pub struct Ctx {
     host: String,
     start: Instant,
     hash: Option<u64>,
+    upstream_start: Option<Instant>,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -189,6 +190,7 @@ impl ProxyHttp for Gateway {
             host: String::new(),
             start: Instant::now(),
             hash: None,
+            upstream_start: None,
         }
     }
 
@@ -322,6 +324,7 @@ impl ProxyHttp for Gateway {
         let addr = ctx
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
+        ctx.upstream_start = Some(Instant::now());
         let mut peer = HttpPeer::new(addr, false, String::new());
         let timeout = ctx.rule.as_ref().and_then(|r| r.timeout);
         peer.options.connection_timeout = Some(
@@ -441,6 +444,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(addr) = ctx.upstream {
             self.outliers.success(addr);
+        }
+        if let (Some(start), Some(rule)) = (ctx.upstream_start.take(), &ctx.rule) {
+            self.metrics
+                .upstream
+                .with_label_values(&[rule.id.as_str()])
+                .observe(start.elapsed().as_secs_f64());
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(m) = ctx.rule.as_ref().and_then(|r| r.response_headers.as_ref()) {

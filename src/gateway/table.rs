@@ -312,6 +312,24 @@ impl RouteTable {
         serde_json::json!(services)
     }
 
+    /// Ready and draining endpoint counts of every backend service.
+    pub fn endpoint_counts(&self) -> BTreeMap<String, (i64, i64)> {
+        let mut out = BTreeMap::new();
+        let entries = self
+            .exact
+            .values()
+            .flatten()
+            .chain(self.wildcard.iter().flat_map(|(_, v)| v))
+            .chain(&self.any);
+        for entry in entries {
+            for b in &entry.rule.backends {
+                out.entry(b.service.clone())
+                    .or_insert((b.ready.len() as i64, b.draining.len() as i64));
+            }
+        }
+        out
+    }
+
     /// Builds a table; routes that fail to build are returned as errors and left out.
     pub fn build(inputs: &Inputs) -> (Self, Vec<BuildError>) {
         let mut table = Self::default();
