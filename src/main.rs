@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The gateway's request path allocates per request inside pingora; glibc malloc showed up as
+// about a tenth of its CPU profile, mimalloc is markedly cheaper for this pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = atrium::cli::Cli::parse();
     match atrium::cli::run(cli) {
