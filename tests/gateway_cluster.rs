@@ -175,3 +175,114 @@ fn gateway_route_status_reports_acceptance_conflicts_and_missing_backends() {
         "{table}"
     );
 }
+
+#[test]
+fn tls_certificate_from_a_kubernetes_tls_secret() {
+    assert_hermetic_network();
+    install_crds();
+    let ns = namespace("gw-tls");
+    let dir = std::env::temp_dir().join(format!("atrium-gw-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=shop.local",
+            "-addext",
+            "subjectAltName=DNS:shop.local",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success());
+    let (cert_s, key_s) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    kubectl_ok(
+        &[
+            "create", "secret", "tls", "shop-tls", "-n", &ns, "--cert", cert_s, "--key", key_s,
+        ],
+        None,
+    );
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "not-tls",
+            "-n",
+            &ns,
+            "--from-literal=a=b",
+        ],
+        None,
+    );
+    let kubeconfig = kubeconfig();
+    let env = [("KUBECONFIG", kubeconfig.as_os_str())];
+
+    let tls_port = free_port();
+    let secret = format!("{ns}/shop-tls");
+    let (_gateway, _, _) = start_gateway(
+        &[
+            "--watch-namespace",
+            &ns,
+            "--tls-listen",
+            &format!("127.0.0.1:{tls_port}"),
+            "--tls-secret",
+            &secret,
+        ],
+        &env,
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            cert_s,
+            "--resolve",
+            &format!("shop.local:{tls_port}:127.0.0.1"),
+        ])
+        .arg(format!("https://shop.local:{tls_port}/nothing-here"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        body["error"], "no_route",
+        "served over TLS with the Secret's certificate"
+    );
+
+    // A Secret of the wrong type is refused with a clear error.
+    let out = std::process::Command::new(atrium_bin())
+        .args([
+            "gateway",
+            "--watch-namespace",
+            &ns,
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--tls-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--tls-secret", &format!("{ns}/not-tls")])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("atrium runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not kubernetes.io/tls"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

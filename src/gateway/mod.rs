@@ -18,6 +18,7 @@ pub mod path;
 pub mod policy;
 pub mod proxy;
 pub mod table;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,22 +109,24 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             .with_outliers(outliers),
     );
     front.add_tcp(&args.listen.to_string());
-    if let (Some(addr), Some(cert), Some(key)) = (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+    if let Some(addr) = &args.tls_listen {
+        let (cert, key) = tls::files(&args)?;
         let path = |p: &PathBuf| {
             p.to_str()
                 .map(str::to_owned)
                 .ok_or_else(|| GatewayError::Tls(format!("{} is not UTF-8", p.display())))
         };
-        let mut tls = pingora::listeners::tls::TlsSettings::intermediate(&path(cert)?, &path(key)?)
-            .map_err(|e| {
-                GatewayError::Tls(format!(
-                    "loading {} and {}: {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
-        tls.enable_h2();
-        front.add_tls_with_settings(&addr.to_string(), None, tls);
+        let mut settings =
+            pingora::listeners::tls::TlsSettings::intermediate(&path(&cert)?, &path(&key)?)
+                .map_err(|e| {
+                    GatewayError::Tls(format!(
+                        "loading {} and {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+        settings.enable_h2();
+        front.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     server.add_service(admin);
     server.add_service(front);
