@@ -93,6 +93,9 @@ pub struct GatewayArgs {
     /// In cluster mode, serve routes of this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Share of requests written to the access log, 0.0 to 1.0 (5xx answers are always logged).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "ATRIUM_ACCESS_LOG_SAMPLE_RATE")]
+    pub access_log_sample_rate: f64,
     /// Largest total size of a request's headers (names and values), in bytes; larger requests
     /// get 431.
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576), env = "ATRIUM_MAX_HEADER_SIZE")]
@@ -101,6 +104,15 @@ pub struct GatewayArgs {
     /// the whole period; keep it under the pod's terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 15, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0.0..=1.0"))
+    }
 }
 
 /// Flags of `atrium crds`.

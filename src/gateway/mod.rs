@@ -17,6 +17,7 @@ pub mod outlier;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod sampling;
 pub mod table;
 mod tls;
 
@@ -106,7 +107,8 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let mut front = pingora::proxy::http_proxy_service(
         &server.configuration,
         proxy::Gateway::new(table, request_metrics, args.max_header_size as usize)
-            .with_outliers(outliers),
+            .with_outliers(outliers)
+            .with_access_log_rate(args.access_log_sample_rate),
     );
     front.add_tcp(&args.listen.to_string());
     if let Some(addr) = &args.tls_listen {

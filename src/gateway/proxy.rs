@@ -17,10 +17,11 @@ use pingora::{Error, ErrorType, Result};
 use tracing::info;
 
 use super::headers::{self, HeaderOp};
-use super::metrics::{GatewayMetrics, method_label};
+use super::metrics::{GatewayMetrics, code_label, method_label};
 use super::outlier::Outliers;
 use super::path;
 use super::policy::{self, Outcome};
+use super::sampling::Sampler;
 use super::table::{Found, Request, RouteTable, Rule};
 use crate::api::gateway_route::RetryOn;
 
@@ -31,9 +32,16 @@ pub struct Gateway {
     metrics: GatewayMetrics,
     max_header_size: usize,
     outliers: Arc<Outliers>,
+    access_log: Sampler,
 }
 
 impl Gateway {
+    /// Logs only a `rate` share of requests (5xx answers always).
+    pub fn with_access_log_rate(mut self, rate: f64) -> Self {
+        self.access_log = Sampler::new(rate);
+        self
+    }
+
     /// Shares the passive-health state (for `/registry`).
     pub fn with_outliers(mut self, outliers: Arc<Outliers>) -> Self {
         self.outliers = outliers;
@@ -63,6 +71,7 @@ impl Gateway {
             metrics,
             max_header_size,
             outliers: Arc::default(),
+            access_log: Sampler::new(1.0),
         }
     }
 }
@@ -506,6 +515,9 @@ impl ProxyHttp for Gateway {
             .duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+        if code < 500 && !self.access_log.sample() {
+            return;
+        }
         info!(
             target: "atrium::access",
             method = req.method.as_str(),
@@ -519,37 +531,5 @@ impl ProxyHttp for Gateway {
             request_id = ctx.request_id.as_str(),
             "request"
         );
-    }
-}
-
-/// The `code` label: common codes as themselves, the rest by class, so the set stays bounded.
-fn code_label(code: u16) -> &'static str {
-    const COMMON: [(u16, &str); 15] = [
-        (200, "200"),
-        (201, "201"),
-        (204, "204"),
-        (301, "301"),
-        (302, "302"),
-        (304, "304"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (429, "429"),
-        (500, "500"),
-        (502, "502"),
-        (503, "503"),
-        (504, "504"),
-    ];
-    if let Some((_, label)) = COMMON.iter().find(|(c, _)| *c == code) {
-        return label;
-    }
-    match code / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        5 => "5xx",
-        _ => "other",
     }
 }
