@@ -77,8 +77,17 @@ spec:
         (backends_seen(port, "/legacy/items", 10) == BTreeSet::from(["one".to_owned()]))
             .then_some(())
     });
+    // Passive ejection may hide it first; the table itself must drop it once the health check
+    // marks it not ready in the EndpointSlice.
+    let service = format!("{ns}/legacy");
+    wait_until("the failed instance to leave the route table", WAIT, || {
+        let (_, registry) = http_get(admin, "/registry").ok()?;
+        let registry: serde_json::Value = serde_json::from_str(&registry).ok()?;
+        let endpoints = registry[service.as_str()]["endpoints"].as_array()?.len();
+        (endpoints == 1).then_some(())
+    });
     eprintln!(
-        "failed instance left the gateway's table after {:?}",
+        "failed instance left the gateway's table {:?} after it stopped (health check period 1 s)",
         stopped.elapsed()
     );
 
