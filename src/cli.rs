@@ -37,16 +37,28 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Print the version, git commit and Kubernetes API version compiled against.
     Version,
-    /// Print the ClusterRole with exactly the permissions the controller needs.
+    /// Print the ClusterRole with exactly the permissions the controller (or the gateway) needs.
     Rbac(RbacArgs),
 }
 
 /// Flags of `atrium rbac`.
 #[derive(Clone, Debug, Args)]
 pub struct RbacArgs {
-    /// Name of the ClusterRole.
-    #[arg(long, default_value = "atrium-controller", env = "ATRIUM_RBAC_NAME")]
-    pub name: String,
+    /// Whose permissions: `controller` or `gateway`.
+    #[arg(long, value_enum, default_value_t = RbacRole::Controller, env = "ATRIUM_RBAC_ROLE")]
+    pub role: RbacRole,
+    /// Name of the ClusterRole (default: `atrium-<role>`).
+    #[arg(long, env = "ATRIUM_RBAC_NAME")]
+    pub name: Option<String>,
+}
+
+/// A component whose RBAC rules `atrium rbac` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RbacRole {
+    /// The operator.
+    Controller,
+    /// The gateway in cluster mode.
+    Gateway,
 }
 
 /// Flags of `atrium controller`.
@@ -151,7 +163,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crds(args) => crds(&args),
         Command::Rbac(args) => {
-            let role = controller::rbac::controller_cluster_role(&args.name);
+            let role = match args.role {
+                RbacRole::Controller => controller::rbac::controller_cluster_role(
+                    args.name.as_deref().unwrap_or("atrium-controller"),
+                ),
+                RbacRole::Gateway => controller::rbac::gateway_cluster_role(
+                    args.name.as_deref().unwrap_or("atrium-gateway"),
+                ),
+            };
             let yaml = serde_saphyr::to_string(&role).map_err(CliError::Yaml)?;
             print!("{yaml}");
             Ok(())

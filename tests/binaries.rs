@@ -101,7 +101,7 @@ fn gateway_in_cluster_mode_serves_admin_endpoints_and_a_json_404() {
     assert_hermetic_network();
     install_crds();
     let ns = namespace("gw-empty");
-    let kubeconfig = kubeconfig();
+    let kubeconfig = gateway_kubeconfig();
     let (_gateway, port, admin) = start_gateway(
         &["--watch-namespace", &ns],
         &[("KUBECONFIG", kubeconfig.as_os_str())],

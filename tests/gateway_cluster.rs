@@ -53,7 +53,8 @@ spec:
             p2 = two.port
         ),
     );
-    let kubeconfig = kubeconfig();
+    // The gateway runs as a user with only `atrium rbac --role gateway`.
+    let kubeconfig = gateway_kubeconfig();
     let (_gateway, port, admin) = start_gateway(
         &["--watch-namespace", &ns],
         &[("KUBECONFIG", kubeconfig.as_os_str())],
@@ -233,7 +234,7 @@ fn tls_certificate_from_a_kubernetes_tls_secret() {
         ],
         None,
     );
-    let kubeconfig = kubeconfig();
+    let kubeconfig = gateway_kubeconfig();
     let env = [("KUBECONFIG", kubeconfig.as_os_str())];
 
     let tls_port = free_port();

@@ -51,8 +51,23 @@ pub fn controller_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// The controller's ClusterRole, named `name`.
-pub fn controller_cluster_role(name: &str) -> ClusterRole {
+/// Rules of the gateway role (cluster mode): read routes and endpoints, and the Secrets that
+/// hold TLS certificates (`--tls-secret`). Nothing is written.
+pub fn gateway_rules() -> Vec<PolicyRule> {
+    vec![
+        rule("atrium.dev", &["gatewayroutes"], READ),
+        rule("", &["services"], READ),
+        rule("discovery.k8s.io", &["endpointslices"], READ),
+        rule("", &["secrets"], &["get"]),
+    ]
+}
+
+/// The gateway's ClusterRole, named `name`.
+pub fn gateway_cluster_role(name: &str) -> ClusterRole {
+    role(name, "gateway", gateway_rules())
+}
+
+fn role(name: &str, component: &str, rules: Vec<PolicyRule>) -> ClusterRole {
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -61,21 +76,38 @@ pub fn controller_cluster_role(name: &str) -> ClusterRole {
                     ("app.kubernetes.io/name".to_owned(), "atrium".to_owned()),
                     (
                         "app.kubernetes.io/component".to_owned(),
-                        "controller".to_owned(),
+                        component.to_owned(),
                     ),
                 ]
                 .into(),
             ),
             ..ObjectMeta::default()
         },
-        rules: Some(controller_rules()),
+        rules: Some(rules),
         aggregation_rule: None,
     }
+}
+
+/// The controller's ClusterRole, named `name`.
+pub fn controller_cluster_role(name: &str) -> ClusterRole {
+    role(name, "controller", controller_rules())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_only_reads() {
+        for r in gateway_rules() {
+            assert!(
+                r.verbs
+                    .iter()
+                    .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+                "{r:?}"
+            );
+        }
+    }
 
     #[test]
     fn no_wildcards_and_no_secret_access() {

@@ -212,14 +212,36 @@ pub fn controller_kubeconfig() -> PathBuf {
 /// Applies `atrium rbac` and binds it to the `atrium-controller` user, once per test binary.
 pub fn grant_controller_rbac() {
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let out = Command::new(atrium_bin()).arg("rbac").output().expect("atrium rbac runs");
-        assert!(out.status.success(), "atrium rbac failed");
-        let role = String::from_utf8(out.stdout).expect("utf-8");
-        kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&role));
-        let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: atrium-controller}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: atrium-controller}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: atrium-controller}]\n";
-        kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(binding));
-    });
+    DONE.get_or_init(|| grant_rbac("controller"));
+}
+
+/// Applies `atrium rbac --role gateway` and binds it to the `atrium-gateway` user, once.
+pub fn grant_gateway_rbac() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| grant_rbac("gateway"));
+}
+
+fn grant_rbac(role: &str) {
+    let out = Command::new(atrium_bin())
+        .args(["rbac", "--role", role])
+        .output()
+        .expect("atrium rbac runs");
+    assert!(out.status.success(), "atrium rbac failed");
+    let cluster_role = String::from_utf8(out.stdout).expect("utf-8");
+    kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&cluster_role));
+    let binding = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: atrium-{role}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: atrium-{role}}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: atrium-{role}}}]\n"
+    );
+    kubectl_ok(&["apply", "--server-side", "-f", "-"], Some(&binding));
+}
+
+/// Kubeconfig of the `atrium-gateway` user, bound to `atrium rbac --role gateway` only.
+pub fn gateway_kubeconfig() -> PathBuf {
+    grant_gateway_rbac();
+    kubeconfig()
+        .parent()
+        .map(|d| d.join("gateway.kubeconfig"))
+        .expect("kubeconfig has a directory")
 }
 
 /// A running `atrium controller` for one namespace, as the least-privileged user. Returns the

@@ -55,7 +55,7 @@ start() { # start NAME BINARY ARGS...: runs in its own session, logs to DIR/logs
 
 pki() {
   local p="$dir/pki"
-  [[ -s "$p/controller.token" ]] && return 0
+  [[ -s "$p/gateway.token" ]] && return 0
   mkdir -p "$p"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=atrium-local-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
@@ -67,9 +67,10 @@ pki() {
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
   # Static tokens: one for the admin (system:masters), one per control-plane component.
-  local admin kcm sched kwok ctl
+  local admin kcm sched kwok ctl gw
   admin="$(openssl rand -hex 24)"; kcm="$(openssl rand -hex 24)"
   sched="$(openssl rand -hex 24)"; kwok="$(openssl rand -hex 24)"; ctl="$(openssl rand -hex 24)"
+  gw="$(openssl rand -hex 24)"
   {
     echo "$admin,admin,admin-uid,\"system:masters\""
     echo "$kcm,system:kube-controller-manager,kcm-uid"
@@ -77,9 +78,11 @@ pki() {
     echo "$kwok,kwok,kwok-uid,\"system:masters\""
     # The Atrium controller as an ordinary user: it gets only the ClusterRole `atrium rbac` prints.
     echo "$ctl,atrium-controller,atrium-controller-uid"
+    echo "$gw,atrium-gateway,atrium-gateway-uid"
   } > "$p/tokens.csv"
   echo "$admin" > "$p/admin.token"; echo "$kcm" > "$p/kcm.token"
   echo "$sched" > "$p/scheduler.token"; echo "$kwok" > "$p/kwok.token"; echo "$ctl" > "$p/controller.token"
+  echo "$gw" > "$p/gateway.token"
   chmod 600 "$p"/*.key "$p"/*.token "$p/tokens.csv"
 }
 
@@ -140,6 +143,7 @@ up() {
   kubeconfig "$dir/scheduler.kubeconfig" system:kube-scheduler "$dir/pki/scheduler.token"
   kubeconfig "$dir/kwok.kubeconfig" kwok "$dir/pki/kwok.token"
   kubeconfig "$dir/controller.kubeconfig" atrium-controller "$dir/pki/controller.token"
+  kubeconfig "$dir/gateway.kubeconfig" atrium-gateway "$dir/pki/gateway.token"
   local k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
   wait_for kube-apiserver 60 "${k[@]}" get --raw /readyz
   log "kube-apiserver ready in $((SECONDS - t0))s on https://127.0.0.1:$api_port"
