@@ -193,28 +193,7 @@ fn tls_certificate_from_a_kubernetes_tls_secret() {
     let ns = namespace("gw-tls");
     let dir = std::env::temp_dir().join(format!("atrium-gw-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=shop.local",
-            "-addext",
-            "subjectAltName=DNS:shop.local",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success());
+    let (cert, key) = self_signed_cert(&dir);
     let (cert_s, key_s) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
     kubectl_ok(
         &[

@@ -635,32 +635,7 @@ spec: {{rules: [{{backends: [{{microservice: pair}}], retries: {{attempts: 0}}}}
 fn tls_listener_serves_http2_and_http1() {
     let app = EchoBackend::start("127.0.0.1", "app");
     let dir = temp_dir("gw-tls");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=shop.local",
-            "-addext",
-            "subjectAltName=DNS:shop.local",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = self_signed_cert(&dir);
     let config = dir.join("config");
     std::fs::create_dir_all(&config).expect("config dir");
     std::fs::write(config.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{hostnames: [shop.local], rules: [{{backends: [{{microservice: app}}]}}]}}\n", app.port)).expect("write");

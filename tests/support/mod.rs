@@ -504,3 +504,32 @@ pub fn start_gateway(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (Proc,
     });
     (proc, port, admin)
 }
+
+/// A self-signed certificate for `shop.local` made with openssl in `dir`: (cert, key) paths.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=shop.local",
+        ])
+        .args(["-addext", "subjectAltName=DNS:shop.local", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}

@@ -6,29 +6,19 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::labels;
 use super::workload::metrics_port_name;
 use crate::api::Microservice;
 
-fn meta(ms: &Microservice) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(ms.name_any()),
-        namespace: ms.namespace(),
-        labels: Some(labels::standard(ms)),
-        owner_references: ms.controller_owner_ref(&()).map(|o| vec![o]),
-        ..ObjectMeta::default()
-    }
-}
-
 /// The HorizontalPodAutoscaler, when `spec.autoscaling` is set.
 pub fn hpa(ms: &Microservice) -> Option<HorizontalPodAutoscaler> {
     let a = ms.spec.autoscaling.as_ref()?;
     Some(HorizontalPodAutoscaler {
-        metadata: meta(ms),
+        metadata: labels::child_meta(ms),
         spec: Some(HorizontalPodAutoscalerSpec {
             scale_target_ref: CrossVersionObjectReference {
                 api_version: Some("apps/v1".to_owned()),
@@ -59,7 +49,7 @@ pub fn hpa(ms: &Microservice) -> Option<HorizontalPodAutoscaler> {
 pub fn pdb(ms: &Microservice) -> Option<PodDisruptionBudget> {
     let b = ms.spec.disruption_budget.as_ref()?;
     Some(PodDisruptionBudget {
-        metadata: meta(ms),
+        metadata: labels::child_meta(ms),
         spec: Some(PodDisruptionBudgetSpec {
             min_available: b.min_available.clone(),
             max_unavailable: b.max_unavailable.clone(),
@@ -84,7 +74,7 @@ pub fn pod_monitor(ms: &Microservice) -> Option<Value> {
     Some(json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
-        "metadata": meta(ms),
+        "metadata": labels::child_meta(ms),
         "spec": {
             "selector": {"matchLabels": labels::selector(&ms.name_any())},
             "podMetricsEndpoints": [endpoint],

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 
 use crate::api::Microservice;
 
@@ -47,4 +48,16 @@ pub fn standard(ms: &Microservice) -> BTreeMap<String, String> {
         labels.insert("app.kubernetes.io/part-of".to_owned(), part_of.clone());
     }
     labels
+}
+
+/// Metadata of a child named after its Microservice: namespace, standard labels, and the
+/// Microservice as controlling owner (so deletion cascades through the garbage collector).
+pub fn child_meta(ms: &Microservice) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(ms.name_any()),
+        namespace: ms.namespace(),
+        labels: Some(standard(ms)),
+        owner_references: ms.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::config::Configs;
 use super::labels;
@@ -48,16 +48,6 @@ fn protocol(p: Protocol) -> String {
         Protocol::Sctp => "SCTP",
     }
     .to_owned()
-}
-
-fn meta(ms: &Microservice) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(ms.name_any()),
-        namespace: ms.namespace(),
-        labels: Some(labels::standard(ms)),
-        owner_references: ms.controller_owner_ref(&()).map(|o| vec![o]),
-        ..ObjectMeta::default()
-    }
 }
 
 fn probe(ms: &Microservice) -> Option<Probe> {
@@ -176,7 +166,7 @@ pub fn deployment(ms: &Microservice, configs: &Configs, scrape: Scrape) -> Deplo
     };
 
     Deployment {
-        metadata: meta(ms),
+        metadata: labels::child_meta(ms),
         spec: Some(DeploymentSpec {
             // With autoscaling the HorizontalPodAutoscaler owns the count: leave it out so
             // server-side apply does not fight it.
@@ -217,7 +207,7 @@ pub fn service(ms: &Microservice) -> Service {
         .is_some()
         .then(|| labels::selector(&ms.name_any()));
     Service {
-        metadata: meta(ms),
+        metadata: labels::child_meta(ms),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector,
