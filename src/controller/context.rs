@@ -57,6 +57,8 @@ pub struct Memory {
     pub children: Option<Children>,
     /// Replicas last applied to the Deployment.
     pub replicas: Option<i32>,
+    /// ConfigMaps this Microservice already holds as an owner (no need to patch them again).
+    pub held: std::collections::BTreeSet<String>,
 }
 
 /// Optional children of a Microservice.

@@ -216,7 +216,7 @@ async fn apply_in_cluster(
     };
     let deployments = ctx.api::<Deployment>(ns);
     let deployment = if configs.complete() {
-        hold_config_maps(ms, ctx, ns, configs).await?;
+        hold_config_maps(ms, ctx, ns, key, configs).await?;
         let desired = workload::deployment(ms, configs, scrape);
         let stored = apply(&deployments, "Deployment", &name, &desired).await?;
         let applied = desired.spec.as_ref().and_then(|s| s.replicas);
@@ -304,10 +304,14 @@ async fn apply_in_cluster(
 /// Adds this Microservice as a (non-controller) owner of every ConfigMap it uses, under a field
 /// manager of its own. The garbage collector then keeps a revision while any consumer exists,
 /// even if its ServiceConfig is deleted: consumers keep running their last revision.
+///
+/// Each ConfigMap is patched once per controller run: reconciles triggered by Deployment status
+/// changes would otherwise repeat the same no-op PATCH for every config.
 async fn hold_config_maps(
     ms: &Microservice,
     ctx: &Context,
     ns: &str,
+    key: &ObjectRef<Microservice>,
     configs: &config::Configs,
 ) -> Result<(), ReconcileError> {
     let Some(mut owner) = ms.controller_owner_ref(&()) else {
@@ -317,7 +321,12 @@ async fn hold_config_maps(
     owner.block_owner_deletion = None;
     let api = ctx.api::<ConfigMap>(ns);
     let manager = format!("{MANAGER}/consumer-{}", ms.name_any());
-    for c in &configs.resolved {
+    let held = ctx.remember(key, |m| m.held.clone());
+    for c in configs
+        .resolved
+        .iter()
+        .filter(|c| !held.contains(&c.config_map))
+    {
         let patch = json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -335,6 +344,7 @@ async fn hold_config_maps(
             name: c.config_map.clone(),
             source,
         })?;
+        ctx.remember(key, |m| m.held.insert(c.config_map.clone()));
     }
     Ok(())
 }
