@@ -20,12 +20,33 @@ fn raw_get(port: u16, target: &str) -> (u16, Value) {
 
 /// Sends a GET with `extra` header lines; returns status, lower-cased response headers and body.
 fn raw_request(port: u16, target: &str, extra: &str) -> (u16, Vec<(String, String)>, Value) {
+    raw_send(port, "GET", target, extra, "")
+}
+
+/// Sends a POST with `body`; returns status and body.
+fn raw_post(port: u16, target: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = raw_send(port, "POST", target, "", body);
+    (status, body)
+}
+
+fn raw_send(
+    port: u16,
+    method: &str,
+    target: &str,
+    extra: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     write!(
         s,
-        "GET {target} HTTP/1.1\r\nHost: shop.local\r\n{extra}Connection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: shop.local\r\n{extra}{length}Connection: close\r\n\r\n{body}"
     )
     .expect("send");
     let mut resp = String::new();
@@ -219,6 +240,8 @@ fn headers_timeouts_retries_and_metrics() {
     let app = EchoBackend::start("127.0.0.1", "app");
     let slow = EchoBackend::start_with_delay("127.0.0.1", "slow", Duration::from_secs(3));
     let dead = free_port();
+    let broken = EchoBackend::start_with_status("127.0.0.5", "broken", 503);
+    let broken2 = EchoBackend::start_with_status("127.0.0.6", "broken", 503);
     let dir = temp_dir("gw-policies");
     let yaml = format!(
         r#"
@@ -247,6 +270,20 @@ spec:
   endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.3, ports: [{{name: http, port: {dead}}}]}}]
 ---
 apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: sick}}
+spec:
+  ports: [{{name: http, port: {app}}}]
+  endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.5, ports: [{{name: http, port: {broken}}}]}}]
+---
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: sick2}}
+spec:
+  ports: [{{name: http, port: {app}}}]
+  endpoints: [{{address: 127.0.0.1}}, {{address: 127.0.0.6, ports: [{{name: http, port: {broken2}}}]}}]
+---
+apiVersion: atrium.dev/v1alpha1
 kind: GatewayRoute
 metadata: {{name: edge}}
 spec:
@@ -268,9 +305,18 @@ spec:
     matches: [{{path: {{type: PathPrefix, value: /unretried}}}}]
     backends: [{{microservice: flaky2}}]
     retries: {{attempts: 0}}
+  - name: status-retried
+    matches: [{{path: {{type: PathPrefix, value: /status-retried}}}}]
+    backends: [{{microservice: sick}}]
+    retries: {{attempts: 2, retryOn: [gateway-error], backoff: 1ms}}
+  - name: status-unretried
+    matches: [{{path: {{type: PathPrefix, value: /status-unretried}}}}]
+    backends: [{{microservice: sick2}}]
 "#,
         app = app.port,
-        slow = slow.port
+        slow = slow.port,
+        broken = broken.port,
+        broken2 = broken2.port,
     );
     std::fs::write(dir.join("edge.yaml"), yaml).expect("write config");
     let (_gateway, port, admin) =
@@ -318,6 +364,15 @@ spec:
     let codes = |path: &str| (0..20).map(|_| raw_get(port, path).0).collect::<Vec<u16>>();
     assert!(codes("/retried").iter().all(|c| *c == 200));
     assert!(codes("/unretried").contains(&502));
+    // Status retries: one instance answers 503. With `gateway-error` retried every GET
+    // succeeds; without, the 503 passes through; a POST with a body is never resent.
+    assert_eq!(codes("/status-retried"), vec![200; 20]);
+    assert!(broken.received() > 0, "the broken instance was tried");
+    assert!(codes("/status-unretried").contains(&503));
+    let posts: Vec<u16> = (0..20)
+        .map(|_| raw_post(port, "/status-retried", "x").0)
+        .collect();
+    assert!(posts.contains(&503), "a POST was resent: {posts:?}");
 
     let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
     assert!(metrics.contains("atrium_gateway_requests_total{code=\"200\",method=\"GET\",route=\"default/edge/headers\"} 2"), "{metrics}");

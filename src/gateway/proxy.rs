@@ -87,6 +87,9 @@ pub struct Ctx {
     start: Instant,
     hash: Option<u64>,
     upstream_start: Option<Instant>,
+    /// The upstream answered with a status the rule retries; the error that
+    /// `upstream_response_filter` raised is already decided.
+    status_retry: bool,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -180,6 +183,21 @@ fn hash_key(session: &Session, rule: &Rule) -> Option<u64> {
     value.map(|v| super::balance::key_hash(&v))
 }
 
+/// Whether a request may be sent again after its body went upstream: only idempotent methods
+/// whose body is still whole in pingora's retry buffer.
+fn resendable(session: &Session) -> bool {
+    session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated()
+}
+
+/// The retry kind an upstream status belongs to, if any.
+fn status_kind(status: u16) -> Option<[RetryOn; 2]> {
+    match status {
+        502..=504 => Some([RetryOn::GatewayError, RetryOn::Status5xx]),
+        500..=599 => Some([RetryOn::Status5xx, RetryOn::Status5xx]),
+        _ => None,
+    }
+}
+
 fn retries_on(rule: Option<&Arc<Rule>>, tries: u32, on: RetryOn) -> bool {
     rule.and_then(|r| r.retries.as_ref())
         .is_some_and(|r| tries <= r.attempts && r.on.contains(&on))
@@ -200,6 +218,7 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             hash: None,
             upstream_start: None,
+            status_retry: false,
         }
     }
 
@@ -368,6 +387,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
+        if std::mem::take(&mut ctx.status_retry) {
+            return e; // raised by upstream_response_filter, retry already decided
+        }
         self.failed(ctx);
         let mut e = e.more_context(format!("peer {peer}"));
         let kind = match e.etype() {
@@ -376,8 +398,7 @@ impl ProxyHttp for Gateway {
         };
         // A request whose body was sent may have had an effect: only idempotent methods with a
         // body still in the retry buffer are retried.
-        let safe = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated();
+        let safe = resendable(session);
         if safe && retries_on(ctx.rule.as_ref(), ctx.tries, kind) {
             e.set_retry(true);
         } else if safe {
@@ -441,6 +462,33 @@ impl ProxyHttp for Gateway {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // A status the rule retries: fail this attempt before anything reaches the client, so
+        // pingora's retry loop sends the request again (the last attempt's answer passes).
+        let status = resp.status.as_u16();
+        let Some(kinds) = status_kind(status) else {
+            return Ok(());
+        };
+        let retry = kinds
+            .iter()
+            .any(|k| retries_on(ctx.rule.as_ref(), ctx.tries, *k));
+        if retry && resendable(session) {
+            ctx.status_retry = true;
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "the upstream answered a status this rule retries",
+            );
+            e.set_retry(true);
+            return Err(e);
         }
         Ok(())
     }

@@ -398,6 +398,15 @@ impl EchoBackend {
 
     /// Like [`EchoBackend::start`], answering each request only after `delay`.
     pub fn start_with_delay(ip: &str, name: &'static str, delay: Duration) -> Self {
+        Self::spawn(ip, name, delay, 200)
+    }
+
+    /// Like [`EchoBackend::start`], answering every request with `status` (and the same body).
+    pub fn start_with_status(ip: &str, name: &'static str, status: u16) -> Self {
+        Self::spawn(ip, name, Duration::ZERO, status)
+    }
+
+    fn spawn(ip: &str, name: &'static str, delay: Duration, status: u16) -> Self {
         if !ip.starts_with("127.") {
             assert_local_pod_ip(ip);
         }
@@ -447,7 +456,7 @@ impl EchoBackend {
                         serde_json::json!({"backend": name, "path": target, "headers": headers})
                             .to_string();
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} Status\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = s.write_all(resp.as_bytes());
