@@ -32,7 +32,7 @@ pub enum Command {
     /// Run the operator: reconcile Microservices, ServiceConfigs and GatewayRoutes.
     Controller(ControllerArgs),
     /// Run the API gateway.
-    Gateway(GatewayArgs),
+    Gateway(Box<GatewayArgs>),
     /// Print the CustomResourceDefinitions as a multi-document YAML stream.
     Crds(CrdsArgs),
     /// Print the version, git commit and Kubernetes API version compiled against.
@@ -116,6 +116,20 @@ pub struct GatewayArgs {
     /// the whole period; keep it under the pod's terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 15, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,
+    /// Redis for `scope: Global` rate limits that set no `redis.url`, e.g.
+    /// `redis://redis.atrium-system:6379/0`.
+    #[arg(long, env = "ATRIUM_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Proxies (addresses or CIDRs, comma-separated) whose `X-Forwarded-For` is believed when a
+    /// rate limit is keyed by client IP; from anyone else the connection's address counts.
+    #[arg(long, value_delimiter = ',', env = "ATRIUM_TRUSTED_PROXIES")]
+    pub trusted_proxies: Vec<String>,
+    /// Keys a Local rate limit keeps per rule; the least recently used are evicted beyond it.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(16..=100_000_000), env = "ATRIUM_RATELIMIT_MAX_KEYS")]
+    pub ratelimit_max_keys: u64,
+    /// Verified tokens cached per JWT policy (0 turns the cache off).
+    #[arg(long, default_value_t = 10_000, env = "ATRIUM_JWT_CACHE_SIZE")]
+    pub jwt_cache_size: usize,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -191,7 +205,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gateway(args) => {
             telemetry::init(cli.log_format, &cli.log_level)?;
             // pingora owns its runtimes and signal handling, so this runs outside tokio.
-            gateway::run(args)?;
+            gateway::run(*args)?;
             Ok(())
         }
     }

@@ -644,6 +644,36 @@ pub struct RateLimitPolicy {
     /// through) or `Closed` (refuse them with 503).
     #[serde(default = "default_failure_mode")]
     pub failure_mode: FailureMode,
+    /// The Redis that holds Global counters (default: the gateway's `--redis-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisRef>,
+    /// Quota headers on every response of the rule: `Standard` (default: `RateLimit-Limit`,
+    /// `RateLimit-Remaining`, `RateLimit-Reset`), `XRateLimit` (`X-RateLimit-*`), `Both` or
+    /// `None`. A 429 always carries `Retry-After`.
+    #[serde(default = "default_quota_headers")]
+    pub quota_headers: QuotaHeaders,
+}
+
+/// Where Global rate-limit counters live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisRef {
+    /// `redis://HOST:PORT[/DB]`, e.g. `redis://redis.atrium-system:6379/0`.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+}
+
+/// Which quota headers a rate-limited rule answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum QuotaHeaders {
+    Standard,
+    XRateLimit,
+    Both,
+    None,
+}
+
+fn default_quota_headers() -> QuotaHeaders {
+    QuotaHeaders::Standard
 }
 
 fn default_scope() -> RateLimitScope {

@@ -48,17 +48,22 @@ pub fn controller_rules() -> Vec<PolicyRule> {
         rule("monitoring.coreos.com", &["podmonitors"], MANAGE),
         // Events for `kubectl describe`.
         rule("events.k8s.io", &["events"], &["create", "patch"]),
+        // GatewayRoute validation reads the JWT key Secrets a route names (by name, never a
+        // list or watch of every Secret).
+        rule("", &["secrets"], &["get"]),
     ]
 }
 
-/// Rules of the gateway role (cluster mode): read routes and endpoints, and the Secrets that
-/// hold TLS certificates (`--tls-secret`). Nothing is written.
+/// Rules of the gateway role (cluster mode): read routes and endpoints, and Secrets (JWT keys
+/// that routes name, the `--tls-secret` certificate). Nothing is written. Bind it with a
+/// RoleBinding per namespace (or run with `--watch-namespace`) to keep Secret access to the
+/// namespaces the gateway serves.
 pub fn gateway_rules() -> Vec<PolicyRule> {
     vec![
         rule("atrium.dev", &["gatewayroutes"], READ),
         rule("", &["services"], READ),
         rule("discovery.k8s.io", &["endpointslices"], READ),
-        rule("", &["secrets"], &["get"]),
+        rule("", &["secrets"], READ),
     ]
 }
 
@@ -110,11 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn no_wildcards_and_no_secret_access() {
+    fn no_wildcards_and_secrets_only_by_name() {
         for r in controller_rules() {
             assert!(!r.verbs.iter().any(|v| v == "*"), "{r:?}");
-            let res = r.resources.unwrap_or_default();
-            assert!(!res.iter().any(|x| x == "*" || x == "secrets"), "{res:?}");
+            let res = r.resources.clone().unwrap_or_default();
+            assert!(!res.iter().any(|x| x == "*"), "{res:?}");
+            if res.iter().any(|x| x == "secrets") {
+                assert_eq!(r.verbs, vec!["get".to_owned()], "{r:?}");
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Cluster mode: reflectors on GatewayRoutes, Services and EndpointSlices feed the route table.
+//! Cluster mode: reflectors on GatewayRoutes, Services, EndpointSlices and Secrets (JWT keys;
+//! only those a route references are used) feed the route table.
 //! Any change rebuilds the table off the request path (changes arriving together are folded
 //! into one build) and swaps it in; the gateway reports ready after the first complete build.
 
@@ -11,14 +12,15 @@ use std::time::Duration;
 use crate::scope::api;
 use arc_swap::ArcSwap;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{error, info, warn};
 
 use super::metrics::TableMetrics;
+use super::policy::{PolicyEnv, Secrets, referenced_secrets, secret_data as secret_data_of};
 use super::table::{Endpoint, Inputs, RouteTable, ServiceEntry};
 use crate::api::GatewayRoute;
 
@@ -44,6 +46,7 @@ pub fn start(
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
     updates: TableMetrics,
+    env: PolicyEnv,
 ) -> Result<(), ClusterError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -56,7 +59,7 @@ pub fn start(
     })?;
     std::thread::Builder::new()
         .name("atrium-watch".into())
-        .spawn(move || rt.block_on(watch(client, namespace, table, ready, updates)))
+        .spawn(move || rt.block_on(watch(client, namespace, table, ready, updates, env)))
         .map_err(ClusterError::Runtime)?;
     Ok(())
 }
@@ -67,12 +70,14 @@ async fn watch(
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
     updates: TableMetrics,
+    env: PolicyEnv,
 ) {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
     let (routes, w1) = reflector::store::<GatewayRoute>();
     let (services, w2) = reflector::store::<Service>();
     let (slices, w3) = reflector::store::<EndpointSlice>();
+    let (secrets, w4) = reflector::store::<Secret>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let notify =
         |name: &'static str,
@@ -122,29 +127,53 @@ async fn watch(
         .map(|r| r.map(|_| ()))
         .boxed(),
     );
+    notify(
+        "secrets",
+        reflector::reflector(w4, watcher(api::<Secret>(&client, ns), cfg.clone()))
+            .default_backoff()
+            .touched_objects()
+            .map(|r| r.map(|_| ()))
+            .boxed(),
+    );
     // One waiter per store (see docs/local-control-plane.md on `wait_until_ready`).
     let _ = routes.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
-    rebuild(&routes, &services, &slices, &table, &updates);
+    let _ = secrets.wait_until_ready().await;
+    let stores = Stores {
+        routes,
+        services,
+        slices,
+        secrets,
+        env,
+    };
+    rebuild(&stores, &table, &updates);
     ready.store(true, Ordering::Release);
     info!("cluster mode: first route table built");
     while rx.recv().await.is_some() {
         // Fold a burst of changes into one build.
         tokio::time::sleep(Duration::from_millis(20)).await;
         while rx.try_recv().is_ok() {}
-        rebuild(&routes, &services, &slices, &table, &updates);
+        rebuild(&stores, &table, &updates);
     }
 }
 
-fn rebuild(
-    routes: &Store<GatewayRoute>,
-    services: &Store<Service>,
-    slices: &Store<EndpointSlice>,
-    table: &ArcSwap<RouteTable>,
-    updates: &TableMetrics,
-) {
-    let inputs = inputs(routes, services, slices);
+/// The caches a table is built from.
+pub struct Stores {
+    /// GatewayRoutes.
+    pub routes: Store<GatewayRoute>,
+    /// Services.
+    pub services: Store<Service>,
+    /// EndpointSlices.
+    pub slices: Store<EndpointSlice>,
+    /// Secrets (only those routes reference are used).
+    pub secrets: Store<Secret>,
+    /// Shared policy state.
+    pub env: PolicyEnv,
+}
+
+fn rebuild(stores: &Stores, table: &ArcSwap<RouteTable>, updates: &TableMetrics) {
+    let inputs = inputs(stores);
     let (built, errors) = RouteTable::build(&inputs);
     for e in &errors {
         error!(error = %e, "skipping a route");
@@ -154,11 +183,14 @@ fn rebuild(
 }
 
 /// The table inputs from the caches.
-pub fn inputs(
-    routes: &Store<GatewayRoute>,
-    services: &Store<Service>,
-    slices: &Store<EndpointSlice>,
-) -> Inputs {
+pub fn inputs(stores: &Stores) -> Inputs {
+    let Stores {
+        routes,
+        services,
+        slices,
+        secrets,
+        env,
+    } = stores;
     let mut by_service: BTreeMap<String, ServiceEntry> = services
         .state()
         .iter()
@@ -221,8 +253,20 @@ pub fn inputs(
             }
         }
     }
+    let routes: Vec<GatewayRoute> = routes.state().iter().map(|r| r.as_ref().clone()).collect();
+    let mut secret_data = Secrets::new();
+    for r in &routes {
+        let ns = r.namespace().unwrap_or_default();
+        for name in referenced_secrets(r) {
+            if let Some(s) = secrets.get(&ObjectRef::new(&name).within(&ns)) {
+                secret_data.insert(format!("{ns}/{name}"), secret_data_of(&s));
+            }
+        }
+    }
     Inputs {
-        routes: routes.state().iter().map(|r| r.as_ref().clone()).collect(),
+        routes,
         services: by_service,
+        secrets: secret_data,
+        env: env.clone(),
     }
 }

@@ -1,6 +1,6 @@
 //! File mode: the same YAML objects as in a cluster, read from a directory. `GatewayRoute`s,
-//! and `Microservice`s with `spec.endpoints` (static instances, always ready; loopback
-//! addresses are fine here). Every `*.yaml`/`*.yml` file may hold several documents. Objects
+//! `Microservice`s with `spec.endpoints` (static instances, always ready; loopback
+//! addresses are fine here) and `Secret`s (JWT keys; `data` base64, or `stringData`). Every `*.yaml`/`*.yml` file may hold several documents. Objects
 //! without a namespace are in `default`.
 
 use std::collections::BTreeMap;
@@ -123,8 +123,15 @@ fn add(inputs: &mut Inputs, mut doc: Value) -> Result<(), String> {
             let entry = service_entry(&ms).map_err(|e| format!("Microservice {name}: {e}"))?;
             inputs.services.insert(format!("{ns}/{name}"), entry);
         }
-        // Secrets (JWT keys) are read by the policies; other kinds are not ours.
-        "Secret" => {}
+        // Secrets hold JWT keys for the policies.
+        "Secret" => {
+            let secret: k8s_openapi::api::core::v1::Secret =
+                serde_json::from_value(doc).map_err(|e| format!("Secret {name}: {e}"))?;
+            let ns = secret.metadata.namespace.clone().unwrap_or_default();
+            inputs
+                .secrets
+                .insert(format!("{ns}/{name}"), super::policy::secret_data(&secret));
+        }
         other => {
             return Err(format!(
                 "{other} {name}: not a kind the gateway reads in file mode"

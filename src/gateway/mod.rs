@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// The TLS certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A policy setting is wrong or the policy runtime could not start.
+    #[error("{0}")]
+    Policy(String),
     /// Cluster mode could not start.
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
@@ -76,17 +79,23 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    let env = policy::PolicyEnv::live(
+        policy_settings(&args)?,
+        policy::PolicyMetrics::register(&registry)?,
+    )
+    .map_err(|e| GatewayError::Policy(e.to_string()))?;
     match &args.config_dir {
         Some(dir) => {
-            reload(dir, &table, &updates);
+            reload(dir, &table, &updates, &env);
             ready.store(true, Ordering::Release);
-            watch_dir(dir.clone(), table.clone(), updates);
+            watch_dir(dir.clone(), table.clone(), updates, env);
         }
         None => cluster::start(
             args.watch_namespace.clone(),
             table.clone(),
             ready.clone(),
             updates,
+            env,
         )?,
     }
 
@@ -139,14 +148,42 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     Ok(())
 }
 
+fn policy_settings(args: &GatewayArgs) -> Result<policy::env::EnvSettings, GatewayError> {
+    if let Some(url) = &args.redis_url {
+        policy::ratelimit::parse_redis_url(url)
+            .map_err(|e| GatewayError::Policy(format!("--redis-url: {e}")))?;
+    }
+    let trusted = args
+        .trusted_proxies
+        .iter()
+        .map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    GatewayError::Policy(format!(
+                        "--trusted-proxies: {c:?} is not an address or CIDR such as 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(policy::env::EnvSettings {
+        redis_url: args.redis_url.clone(),
+        trusted_proxies: trusted,
+        ratelimit_max_keys: usize::try_from(args.ratelimit_max_keys).unwrap_or(usize::MAX),
+        jwt_cache_size: args.jwt_cache_size,
+    })
+}
+
 /// Re-reads `dir` and swaps in the new table. Objects that do not load or build are skipped
 /// with an error log; the rest of the table still loads.
 fn reload(
     dir: &std::path::Path,
     table: &ArcSwap<table::RouteTable>,
     updates: &metrics::TableMetrics,
+    env: &policy::PolicyEnv,
 ) {
-    let (inputs, load_errors) = files::load(dir);
+    let (mut inputs, load_errors) = files::load(dir);
+    inputs.env = env.clone();
     for e in &load_errors {
         error!(error = %e, "skipping an object of the config directory");
     }
@@ -162,7 +199,12 @@ fn reload(
 }
 
 /// Polls the directory twice a second and reloads when a file changed.
-fn watch_dir(dir: PathBuf, table: Arc<ArcSwap<table::RouteTable>>, updates: metrics::TableMetrics) {
+fn watch_dir(
+    dir: PathBuf,
+    table: Arc<ArcSwap<table::RouteTable>>,
+    updates: metrics::TableMetrics,
+    env: policy::PolicyEnv,
+) {
     std::thread::spawn(move || {
         let mut seen = files::fingerprint(&dir);
         loop {
@@ -170,7 +212,7 @@ fn watch_dir(dir: PathBuf, table: Arc<ArcSwap<table::RouteTable>>, updates: metr
             let now = files::fingerprint(&dir);
             if now != seen {
                 seen = now;
-                reload(&dir, &table, &updates);
+                reload(&dir, &table, &updates, &env);
             }
         }
     });

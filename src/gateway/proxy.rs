@@ -20,7 +20,7 @@ use super::headers::{self, HeaderOp};
 use super::metrics::{GatewayMetrics, code_label, method_label};
 use super::outlier::Outliers;
 use super::path;
-use super::policy::{self, Outcome};
+use super::policy::{self, Outcome, RequestState};
 use super::sampling::Sampler;
 use super::table::{Found, Request, RouteTable, Rule};
 use crate::api::gateway_route::RetryOn;
@@ -90,6 +90,8 @@ pub struct Ctx {
     /// The upstream answered with a status the rule retries; the error that
     /// `upstream_response_filter` raised is already decided.
     status_retry: bool,
+    /// What the rule's policies learnt (claims, quota headers).
+    policy: RequestState,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -219,6 +221,7 @@ impl ProxyHttp for Gateway {
             hash: None,
             upstream_start: None,
             status_retry: false,
+            policy: RequestState::default(),
         }
     }
 
@@ -307,7 +310,7 @@ impl ProxyHttp for Gateway {
             status,
             headers,
             body,
-        } = policy::run(&rule.policies, session).await
+        } = policy::run(&rule.policies, session, &mut ctx.policy).await
         {
             respond(session, status, body, &headers, &ctx.request_id).await?;
             return Ok(true);
@@ -509,6 +512,9 @@ impl ProxyHttp for Gateway {
                 .observe(start.elapsed().as_secs_f64());
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (k, v) in &ctx.policy.response_headers {
+            resp.insert_header(k.clone(), v.as_str())?;
+        }
         if let Some(m) = ctx.rule.as_ref().and_then(|r| r.response_headers.as_ref()) {
             for op in headers::ops(m) {
                 match op {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::balance::{self, Balance, Slot};
 use super::matcher::{MatcherError, PathMatcher, ValueMatcher, fill_template};
-use super::policy::Policy;
+use super::policy::{self, Policy, PolicyEnv, Secrets};
 use crate::api::GatewayRoute;
 use crate::api::gateway_route::{
     HashOn, HeaderModifier, HttpMethod, LoadBalancerPolicy, PathMatchType, RetryOn, RewriteType,
@@ -53,6 +53,10 @@ pub struct Inputs {
     pub routes: Vec<GatewayRoute>,
     /// Backend services by `namespace/name`.
     pub services: BTreeMap<String, ServiceEntry>,
+    /// Secret data (JWT keys) by `namespace/name`.
+    pub secrets: Secrets,
+    /// Shared policy state (validate-only by default).
+    pub env: PolicyEnv,
 }
 
 /// A backend of a rule, resolved to addresses.
@@ -339,7 +343,12 @@ impl RouteTable {
             let ns = route.namespace().unwrap_or_default();
             let key = format!("{ns}/{}", route.name_any());
             match compile_route(route, &ns, &key, inputs) {
-                Ok((entries, summary)) => {
+                Ok((entries, summary, problems)) => {
+                    // A broken policy keeps the route (its rules answer 503) and is reported.
+                    errors.extend(problems.into_iter().map(|reason| BuildError {
+                        route: key.clone(),
+                        reason,
+                    }));
                     table.summary.push(summary);
                     let hosts = &route.spec.hostnames;
                     for entry in entries {
@@ -371,6 +380,7 @@ impl RouteTable {
         }
         wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         table.wildcard = wildcard;
+        inputs.env.sweep();
         (table, errors)
     }
 
@@ -461,7 +471,7 @@ fn compile_route(
     ns: &str,
     key: &str,
     inputs: &Inputs,
-) -> Result<(Vec<Entry>, serde_json::Value), String> {
+) -> Result<(Vec<Entry>, serde_json::Value, Vec<String>), String> {
     let created = route
         .metadata
         .creation_timestamp
@@ -470,6 +480,7 @@ fn compile_route(
         .unwrap_or_default();
     let mut entries = vec![];
     let mut rules_summary = vec![];
+    let mut problems = vec![];
     for (ri, rule) in route.spec.rules.iter().enumerate() {
         let rule_name = rule.name.clone().unwrap_or_else(|| ri.to_string());
         let mut backends = vec![];
@@ -534,15 +545,19 @@ fn compile_route(
                 })
             })
             .transpose()?;
+        let id = format!("{key}/{rule_name}");
+        let (policies, policy_problems) =
+            policy::build(route, rule, ns, &id, &inputs.secrets, &inputs.env);
+        problems.extend(policy_problems);
         let compiled = Arc::new(Rule {
-            id: format!("{key}/{rule_name}"),
+            id,
             backends,
             rewrite: rule.rewrite.as_ref().map(|r| (r.type_, r.value.clone())),
             request_headers: rule.request_headers.clone(),
             response_headers: rule.response_headers.clone(),
             timeout,
             retries,
-            policies: vec![],
+            policies,
             balance: match rule.load_balancer.as_ref().map(|l| l.policy) {
                 Some(LoadBalancerPolicy::LeastRequest) => Balance::LeastRequest,
                 Some(LoadBalancerPolicy::ConsistentHash) => Balance::ConsistentHash,
@@ -556,7 +571,7 @@ fn compile_route(
             "matches": rule.matches,
             "backends": compiled.backends,
             "rewrite": rule.rewrite,
-            "policies": policy_names(route, rule),
+            "policies": compiled.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),
         }));
         let matches = if rule.matches.is_empty() {
             vec![Default::default()]
@@ -600,26 +615,7 @@ fn compile_route(
         }
     }
     let summary = serde_json::json!({"route": key, "hostnames": route.spec.hostnames, "rules": rules_summary});
-    Ok((entries, summary))
-}
-
-fn policy_names(
-    route: &GatewayRoute,
-    rule: &crate::api::gateway_route::RouteRule,
-) -> Vec<&'static str> {
-    let mut names = vec![];
-    if rule
-        .auth
-        .as_ref()
-        .or(route.spec.auth.as_ref())
-        .is_some_and(|a| a.jwt.is_some())
-    {
-        names.push("jwt");
-    }
-    if rule.rate_limit.is_some() || route.spec.rate_limit.is_some() {
-        names.push("rateLimit");
-    }
-    names
+    Ok((entries, summary, problems))
 }
 
 #[cfg(test)]
@@ -668,7 +664,11 @@ mod tests {
                 )
             })
             .collect();
-        Inputs { routes, services }
+        Inputs {
+            routes,
+            services,
+            ..Inputs::default()
+        }
     }
 
     fn lookup(t: &RouteTable, host: &str, method: &str, path: &str) -> Option<String> {

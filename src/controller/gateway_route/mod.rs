@@ -8,7 +8,7 @@ pub mod refs;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -23,16 +23,21 @@ use super::error::ReconcileError;
 use crate::api::conditions::{self as c, condition, set_condition};
 use crate::api::gateway_route::PathMatchType;
 use crate::api::{GatewayRoute, GatewayRouteStatus};
+use crate::gateway::policy::{self, PolicyEnv, Secrets};
 use crate::gateway::table::{Inputs, RouteTable};
 
 /// Name of this reconciler in metrics and logs.
 pub const CONTROLLER: &str = "gatewayroute";
 
-/// Problems that make the gateway skip the route, exactly as it would find them.
-pub fn validate(route: &GatewayRoute) -> Vec<String> {
+/// Problems that make the gateway skip the route (or answer 503 on a rule whose policies
+/// cannot be built), exactly as it would find them; `secrets` holds the Secrets the route
+/// references that exist.
+pub fn validate(route: &GatewayRoute, secrets: Secrets) -> Vec<String> {
     let inputs = Inputs {
         routes: vec![route.clone()],
         services: BTreeMap::new(),
+        secrets,
+        env: PolicyEnv::validate_only(),
     };
     RouteTable::build(&inputs)
         .1
@@ -111,7 +116,14 @@ pub async fn reconcile(
         .namespace()
         .ok_or_else(|| ReconcileError::NoNamespace(route.name_any()))?;
     let name = route.name_any();
-    let problems = validate(&route);
+    let secrets = referenced_secrets(&ctx, &route, &ns).await?;
+    let problems = validate(&route, secrets);
+    // A missing or broken Secret is not watched: look again soon.
+    let requeue = if problems.is_empty() {
+        super::microservice::RESYNC
+    } else {
+        std::time::Duration::from_secs(15)
+    };
     let all_routes = ctx.routes.get().map(Store::state).unwrap_or_default();
     let clashes = conflicts(&route, &all_routes);
     let missing = refs::missing(&route, &ns, &ctx.microservices, ctx.services.get());
@@ -215,7 +227,32 @@ pub async fn reconcile(
                 .await;
         }
     }
-    Ok(Action::requeue(super::microservice::RESYNC))
+    Ok(Action::requeue(requeue))
+}
+
+/// The Secrets `route`'s policies read that exist, by `namespace/name`.
+async fn referenced_secrets(
+    ctx: &Context,
+    route: &GatewayRoute,
+    ns: &str,
+) -> Result<Secrets, ReconcileError> {
+    let api = ctx.api::<Secret>(ns);
+    let mut out = Secrets::new();
+    for name in policy::referenced_secrets(route) {
+        let found = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| ReconcileError::Api {
+                action: "get",
+                kind: "Secret",
+                name: name.clone(),
+                source,
+            })?;
+        if let Some(secret) = found {
+            out.insert(format!("{ns}/{name}"), policy::secret_data(&secret));
+        }
+    }
+    Ok(out)
 }
 
 /// Backoff after a failed reconcile.
