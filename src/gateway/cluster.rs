@@ -176,7 +176,7 @@ fn rebuild(stores: &Stores, table: &ArcSwap<RouteTable>, updates: &TableMetrics)
     let inputs = inputs(stores);
     let (built, errors) = RouteTable::build(&inputs);
     for e in &errors {
-        error!(error = %e, "skipping a route");
+        error!(error = %e, "a route is skipped or answers 503 until fixed");
     }
     updates.record(&built, errors.is_empty());
     table.store(Arc::new(built));

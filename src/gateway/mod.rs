@@ -189,7 +189,7 @@ fn reload(
     }
     let (built, build_errors) = table::RouteTable::build(&inputs);
     for e in &build_errors {
-        error!(error = %e, "skipping a route");
+        error!(error = %e, "a route is skipped or answers 503 until fixed");
     }
     let complete = load_errors.is_empty() && build_errors.is_empty();
     updates.record(&built, complete);

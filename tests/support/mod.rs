@@ -488,6 +488,14 @@ impl EchoBackend {
     }
 }
 
+/// A fresh directory under the system temp dir for this test process.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atrium-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// Starts `atrium gateway` with `args` (plus free listen and admin ports) and waits for
 /// `/readyz`. Returns the process and its (proxy, admin) ports.
 pub fn start_gateway(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (Proc, u16, u16) {
@@ -541,4 +549,72 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
         String::from_utf8_lossy(&made.stderr)
     );
     (cert, key)
+}
+
+/// A response read by [`Http`].
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Lower-cased header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A keep-alive HTTP client for a gateway on loopback, sending `Host: shop.local`.
+pub struct Http {
+    agent: ureq::Agent,
+    port: u16,
+}
+
+impl Http {
+    /// A client for `127.0.0.1:{port}`.
+    pub fn new(port: u16) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Self { agent, port }
+    }
+
+    /// GET `target` with extra headers.
+    pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
+            .agent
+            .get(&format!("http://127.0.0.1:{}{target}", self.port))
+            .header("host", "shop.local");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req.call().expect("the gateway answers");
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    v.to_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        }
+    }
 }

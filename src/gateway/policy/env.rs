@@ -172,6 +172,9 @@ impl PolicyEnv {
             .recv()
             .map_err(|e| EnvError::Start(e.to_string()))?
             .map_err(EnvError::Start)?;
+        // One TLS crypto provider for the process (the one pingora uses); already installed
+        // is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))

@@ -86,9 +86,10 @@ impl Failure {
     /// How far verification got: with several providers the most telling failure is shown.
     pub fn rank(&self) -> u8 {
         match self {
-            Self::KeysUnavailable | Self::UnknownKey | Self::Algorithm(_) | Self::Signature => 1,
             Self::Missing | Self::MultipleTokens | Self::TooLarge | Self::Malformed(_) => 0,
-            _ => 2,
+            Self::KeysUnavailable | Self::UnknownKey | Self::Algorithm(_) => 1,
+            Self::Signature => 2,
+            _ => 3,
         }
     }
 }
@@ -165,9 +166,14 @@ pub fn verify(
                 .filter(|k| k.kid.as_deref() == Some(kid))
                 .collect();
             if by_kid.is_empty() {
-                return Err(Failure::UnknownKey);
+                // Keys without ids (a PEM key, an HMAC secret) verify tokens with any kid.
+                if keys.iter().any(|k| k.kid.is_some()) {
+                    return Err(Failure::UnknownKey);
+                }
+                keys.iter().collect()
+            } else {
+                by_kid
             }
-            by_kid
         }
         None => keys.iter().collect(),
     };
