@@ -629,7 +629,10 @@ pub struct RateLimitPolicy {
     pub requests: i64,
     /// Length of the period, e.g. `1s` or `1m`.
     pub period: Duration,
-    /// Extra requests allowed at once above the steady rate (default 0).
+    /// Extra requests allowed at once above the steady rate (default 0). With 0, admitted
+    /// requests are spaced at least `period / requests` apart, so clients whose requests
+    /// arrive with jitter see less than the full rate; a burst of a few requests absorbs the
+    /// jitter without raising the long-run rate.
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000000000))]
     pub burst: i64,
