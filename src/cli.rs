@@ -1,4 +1,4 @@
-//! The command line: `atrium controller | gateway | crds | version`.
+//! The command line: `atrium controller | gateway | crds | rbac | token | version`.
 //!
 //! Every flag can also be set through an `ATRIUM_*` environment variable (shown in `--help`),
 //! which is how the Helm chart and the manifests configure the binary.
@@ -39,6 +39,8 @@ pub enum Command {
     Version,
     /// Print the ClusterRole with exactly the permissions the controller (or the gateway) needs.
     Rbac(RbacArgs),
+    /// Mint a development JWT (e.g. with the sample Secret) and print it.
+    Token(crate::token::TokenArgs),
 }
 
 /// Flags of `atrium rbac`.
@@ -167,6 +169,9 @@ pub enum CliError {
     /// YAML output could not be rendered.
     #[error("rendering YAML: {0}")]
     Yaml(serde_saphyr::SerializeError),
+    /// No token could be minted.
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -187,6 +192,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             let yaml = serde_saphyr::to_string(&role).map_err(CliError::Yaml)?;
             print!("{yaml}");
+            Ok(())
+        }
+        Command::Token(args) => {
+            println!("{}", crate::token::mint(&args)?);
             Ok(())
         }
         Command::Version => {

@@ -12,4 +12,5 @@ pub mod controller;
 pub mod gateway;
 pub mod scope;
 pub mod telemetry;
+pub mod token;
 pub mod version;

@@ -275,3 +275,100 @@ fn tls_certificate_from_a_kubernetes_tls_secret() {
     assert!(stderr.contains("not kubernetes.io/tls"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn jwt_keys_come_from_cluster_secrets_and_broken_policies_are_reported() {
+    assert_hermetic_network();
+    let ns = namespace("gw-jwt");
+    let (_controller, _) = start_controller(&ns);
+    let backend = EchoBackend::start("198.18.211.1", "api");
+    let secret = "an-hmac-secret-of-at-least-32-bytes!";
+    apply_yaml(
+        &ns,
+        &format!(
+            r#"
+apiVersion: atrium.dev/v1alpha1
+kind: Microservice
+metadata: {{name: api}}
+spec:
+  ports: [{{name: http, port: {port}}}]
+  endpoints: [{{address: 198.18.211.1}}]
+---
+apiVersion: atrium.dev/v1alpha1
+kind: GatewayRoute
+metadata: {{name: api}}
+spec:
+  auth:
+    jwt:
+      providers:
+      - name: local
+        jwks: {{secretRef: {{name: api-keys, key: hmac}}}}
+        forwardClaims: [{{claim: sub, header: x-user-id}}]
+  rateLimit: {{requests: 100, period: 1s, burst: 10}}
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /api}}}}]
+    backends: [{{microservice: api}}]
+"#,
+            port = backend.port
+        ),
+    );
+    // The Secret is missing: the controller says why (same code as the gateway), and the
+    // gateway answers 503 rather than letting requests through unauthenticated.
+    wait_until("Accepted=False naming the missing Secret", WAIT, || {
+        let (status, _, message) = route_condition(&ns, "api", "Accepted");
+        (status == "False" && message.contains(&format!("Secret {ns}/api-keys not found")))
+            .then_some(())
+    });
+    let kubeconfig = gateway_kubeconfig();
+    let (_gateway, port, _) = start_gateway(
+        &["--watch-namespace", &ns],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
+    );
+    let http = Http::new(port);
+    let r = http.get("/api/me", &[]);
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (503, Some("policy_unavailable")),
+        "{:?}",
+        r.body
+    );
+
+    // The Secret appears: the gateway picks it up from its watch, the controller on its
+    // next look.
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "api-keys",
+            "-n",
+            &ns,
+            &format!("--from-literal=hmac={secret}"),
+        ],
+        None,
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 600)
+        .unwrap_or(0);
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "ada", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign");
+    let auth = format!("Bearer {token}");
+    let r = wait_until("the gateway verifies with the new Secret", WAIT, || {
+        let r = http.get("/api/me", &[("authorization", &auth)]);
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(r.body["headers"]["x-user-id"], "ada");
+    assert!(
+        r.header("ratelimit-limit").is_some(),
+        "quota headers on a limited route"
+    );
+    assert_eq!(http.get("/api/me", &[]).status, 401);
+    wait_until("Accepted=True once the Secret exists", WAIT, || {
+        (route_condition(&ns, "api", "Accepted").0 == "True").then_some(())
+    });
+}
