@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gateway benchmark: requests per second and CPU per request of `atrium gateway` (release
 # build) against nginx as a reverse proxy and against the backend directly, all on 127.0.0.1,
-# with wrk as the load generator. Report: target/bench/gateway.txt.
+# with wrk as the load generator; then the gateway with JWT (HS256 and RS256, token cache on
+# and off) and with JWT + a local rate limit. Report: target/bench/gateway.txt.
 #
 # Needs wrk and nginx (Debian packages `wrk`, `nginx`). Knobs: BENCH_SECONDS (10),
 # BENCH_CONNECTIONS (32), BENCH_THREADS (1: one worker for each proxy).
@@ -38,7 +39,22 @@ http {
 }
 NGINX
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" & pids+=($!)
+# Keys for the policy runs: an HMAC secret and an RSA key pair; tokens from `atrium token`.
+hmac="bench-hmac-secret-0123456789abcdef0123456789"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.key" 2>/dev/null
+openssl pkey -in "$work/rsa.key" -pubout -out "$work/rsa.pub"
+printf '%s' "$hmac" > "$work/hmac.key"
+hs_token="$(target/release/atrium token --key-file "$work/hmac.key" --sub bench --ttl 1h)"
+rs_token="$(target/release/atrium token --key-file "$work/rsa.key" --sub bench --ttl 1h)"
 cat > "$work/config/bench.yaml" <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: keys}
+stringData:
+  hmac: "$hmac"
+  rsa: |
+$(sed 's/^/    /' "$work/rsa.pub")
+---
 apiVersion: atrium.dev/v1alpha1
 kind: Microservice
 metadata: {name: bench}
@@ -47,31 +63,57 @@ spec: {ports: [{name: http, port: $backend}], endpoints: [{address: 127.0.0.1}]}
 apiVersion: atrium.dev/v1alpha1
 kind: GatewayRoute
 metadata: {name: bench}
-spec: {rules: [{backends: [{microservice: bench}]}]}
+spec:
+  rules:
+  - {name: plain, backends: [{microservice: bench}]}
+  - name: hs256
+    matches: [{path: {type: PathPrefix, value: /hs}}]
+    backends: [{microservice: bench}]
+    auth: {jwt: {providers: [{name: hs, jwks: {secretRef: {name: keys, key: hmac}}, forwardClaims: [{claim: sub, header: x-user-id}]}]}}
+  - name: rs256
+    matches: [{path: {type: PathPrefix, value: /rs}}]
+    backends: [{microservice: bench}]
+    auth: {jwt: {providers: [{name: rs, jwks: {secretRef: {name: keys, key: rsa}}, forwardClaims: [{claim: sub, header: x-user-id}]}]}}
+  - name: hs256-limited
+    matches: [{path: {type: PathPrefix, value: /limited}}]
+    backends: [{microservice: bench}]
+    auth: {jwt: {providers: [{name: hs, jwks: {secretRef: {name: keys, key: hmac}}}]}}
+    rateLimit: {requests: 1000000000, period: 1s, key: {type: Claim, name: sub}}
 YAML
-ATRIUM_LOG_LEVEL=warn target/release/atrium gateway --threads "$threads" --listen "127.0.0.1:$gateway" \
-  --admin-listen "127.0.0.1:$admin" --config-dir "$work/config" & pids+=($!)
-gateway_pid=$!
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+start_gateway() { # start_gateway LISTEN ADMIN [FLAGS...]: prints nothing, waits for /readyz
+  local listen="$1" adm="$2"; shift 2
+  ATRIUM_LOG_LEVEL=warn target/release/atrium gateway --threads "$threads" --listen "127.0.0.1:$listen" \
+    --admin-listen "127.0.0.1:$adm" --config-dir "$work/config" --access-log-sample-rate 0 "$@" & pids+=($!)
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$adm/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start_gateway "$gateway" "$admin"; gateway_pid=$!
+nocache="$(port)"; nocache_admin="$(port)"
+start_gateway "$nocache" "$nocache_admin" --jwt-cache-size 0; nocache_pid=$!
 curl -fsS "http://127.0.0.1:$gateway/" >/dev/null
+curl -fsS -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$gateway/hs" >/dev/null
+curl -fsS -H "Authorization: Bearer $rs_token" "http://127.0.0.1:$gateway/rs" >/dev/null
+curl -fsS -H "Authorization: Bearer $hs_token" "http://127.0.0.1:$gateway/limited" >/dev/null
 
 # CPU seconds (user + system) of a process tree's main process, from /proc.
 cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 nginx_worker() { pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1; }
 
-run() { # run NAME URL PID: wrk against URL, CPU measured on PID (or none)
-  local name="$1" url="$2" pid="${3:-}" before after out rps reqs
+run() { # run NAME URL PID [TOKEN]: wrk against URL, CPU measured on PID (or none)
+  local name="$1" url="$2" pid="${3:-}" token="${4:-}" before after out rps reqs
+  local auth=()
+  [[ -n "$token" ]] && auth=(-H "Authorization: Bearer $token")
   [[ -n "$pid" ]] && before="$(cpu "$pid")"
-  out="$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")"
+  out="$(wrk -t1 -c"$conns" -d"${secs}s" --latency "${auth[@]}" "$url")"
+  if grep -q "Non-2xx" <<<"$out"; then echo "error: $name answered non-2xx responses" >&2; exit 1; fi
   [[ -n "$pid" ]] && after="$(cpu "$pid")"
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"; p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
   if [[ -n "$pid" ]]; then
-    printf '%-26s %10s req/s   p50 %8s   p99 %8s   %6.1f µs CPU/request\n' "$name" "$rps" "$p50" "$p99" \
+    printf '%-34s %10s req/s   p50 %8s   p99 %8s   %6.1f µs CPU/request\n' "$name" "$rps" "$p50" "$p99" \
       "$(awk -v a="$after" -v b="$before" -v n="$reqs" 'BEGIN {print (a - b) * 1e6 / n}')"
   else
-    printf '%-26s %10s req/s   p50 %8s   p99 %8s\n' "$name" "$rps" "$p50" "$p99"
+    printf '%-34s %10s req/s   p50 %8s   p99 %8s\n' "$name" "$rps" "$p50" "$p99"
   fi
 }
 
@@ -80,6 +122,11 @@ report="$(
   run "backend directly (nginx)" "http://127.0.0.1:$backend/"
   run "nginx reverse proxy" "http://127.0.0.1:$nginx_proxy/" "$(nginx_worker)"
   run "atrium gateway" "http://127.0.0.1:$gateway/" "$gateway_pid"
+  run "atrium + JWT HS256 (cached)" "http://127.0.0.1:$gateway/hs" "$gateway_pid" "$hs_token"
+  run "atrium + JWT HS256 (no cache)" "http://127.0.0.1:$nocache/hs" "$nocache_pid" "$hs_token"
+  run "atrium + JWT RS256 (cached)" "http://127.0.0.1:$gateway/rs" "$gateway_pid" "$rs_token"
+  run "atrium + JWT RS256 (no cache)" "http://127.0.0.1:$nocache/rs" "$nocache_pid" "$rs_token"
+  run "atrium + JWT HS256 + rate limit" "http://127.0.0.1:$gateway/limited" "$gateway_pid" "$hs_token"
 )"
 echo "$report"
 mkdir -p target/bench && echo "$report" > target/bench/gateway.txt

@@ -393,7 +393,10 @@ impl ProxyHttp for Gateway {
         if std::mem::take(&mut ctx.status_retry) {
             return e; // raised by upstream_response_filter, retry already decided
         }
-        self.failed(ctx);
+        // A client that goes away is not the upstream's failure.
+        if e.esource() != &pingora::ErrorSource::Downstream {
+            self.failed(ctx);
+        }
         let mut e = e.more_context(format!("peer {peer}"));
         let kind = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => RetryOn::Timeout,

@@ -177,3 +177,23 @@ pub fn build(
         (vec![Arc::new(Unavailable { message })], problems)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::gateway::{files, table::RouteTable};
+
+    #[test]
+    fn the_sample_routes_and_their_policies_build() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/samples");
+        let (inputs, _) = files::load(&dir);
+        assert!(!inputs.routes.is_empty());
+        assert!(!inputs.secrets.is_empty(), "the sample JWT Secret loads");
+        let (table, errors) = RouteTable::build(&inputs);
+        assert!(errors.is_empty(), "{errors:?}");
+        let summary = serde_json::to_string(&table.summary).unwrap_or_default();
+        assert!(
+            summary.contains("\"jwt\"") && summary.contains("\"rateLimit\""),
+            "{summary}"
+        );
+    }
+}
