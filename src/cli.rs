@@ -1,4 +1,5 @@
-//! The command line: `atrium controller | gateway | crds | rbac | token | version`.
+//! The command line: `atrium controller | gateway | crds | rbac | token | demo-backend |
+//! pod-runner | version`.
 //!
 //! Every flag can also be set through an `ATRIUM_*` environment variable (shown in `--help`),
 //! which is how the Helm chart and the manifests configure the binary.
@@ -41,6 +42,10 @@ pub enum Command {
     Rbac(RbacArgs),
     /// Mint a development JWT (e.g. with the sample Secret) and print it.
     Token(crate::token::TokenArgs),
+    /// The samples' demo HTTP service (answers JSON about itself and the request).
+    DemoBackend(crate::demo::DemoArgs),
+    /// Local-cluster support: run demo pods on KWOK nodes as local processes.
+    PodRunner(crate::podrunner::PodRunnerArgs),
 }
 
 /// Flags of `atrium rbac`.
@@ -172,6 +177,12 @@ pub enum CliError {
     /// No token could be minted.
     #[error(transparent)]
     Token(#[from] crate::token::TokenError),
+    /// The demo backend failed.
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    /// The pod runner failed.
+    #[error(transparent)]
+    PodRunner(#[from] crate::podrunner::RunnerError),
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -204,11 +215,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Controller(args) => {
             telemetry::init(cli.log_format, &cli.log_level)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(CliError::Runtime)?;
-            runtime.block_on(controller::run(args))?;
+            runtime()?.block_on(controller::run(args))?;
+            Ok(())
+        }
+        Command::DemoBackend(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            runtime()?.block_on(crate::demo::run(args))?;
+            Ok(())
+        }
+        Command::PodRunner(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            runtime()?.block_on(crate::podrunner::run(args))?;
             Ok(())
         }
         Command::Gateway(args) => {
@@ -218,6 +235,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
 }
 
 fn crds(args: &CrdsArgs) -> Result<(), CliError> {

@@ -618,3 +618,21 @@ impl Http {
         }
     }
 }
+
+/// Starts `atrium pod-runner` for `namespace` (admin credentials: it is test support, not
+/// part of the operator); demo pods on KWOK nodes then run as local processes on their pod
+/// IPs inside this run's network namespace.
+pub fn start_pod_runner(namespace: &str) -> Proc {
+    assert_hermetic_network();
+    let dir = std::env::temp_dir().join(format!("atrium-pods-{namespace}"));
+    let child = Command::new(atrium_bin())
+        .args(["pod-runner", "--namespace", namespace, "--work-dir"])
+        .arg(&dir)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("pod-runner starts");
+    Proc(child)
+}

@@ -160,7 +160,11 @@ up() {
     --kubeconfig="$dir/scheduler.kubeconfig" --authentication-kubeconfig="$dir/scheduler.kubeconfig" \
     --authorization-kubeconfig="$dir/scheduler.kubeconfig" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port="$sched_port" --v=1
-  start kwok "$bin/kwok" --kubeconfig="$dir/kwok.kubeconfig" --config="$bin/kwok-stages.yaml" \
+  # Upstream's stages with its pod-ready stage replaced by ours (kwok-pod-stages.yaml).
+  awk 'BEGIN { RS = "\n---\n"; ORS = "\n---\n" } !/\n  name: pod-ready\n/' "$bin/kwok-stages.yaml" \
+    > "$dir/kwok-stages.yaml"
+  cat "$here/kwok-pod-stages.yaml" >> "$dir/kwok-stages.yaml"
+  start kwok "$bin/kwok" --kubeconfig="$dir/kwok.kubeconfig" --config="$dir/kwok-stages.yaml" \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr="$pod_cidr" --node-ip=198.18.0.1 --node-lease-duration-seconds=40
 

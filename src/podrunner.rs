@@ -1,0 +1,398 @@
+//! `atrium pod-runner`: test and demo support for the local control plane, not part of the
+//! operator. KWOK nodes never start containers; this watches the pods scheduled on them and,
+//! for containers whose image names a known demo program (`demo-backend`), runs that program
+//! as a local process bound to the pod's IP and port, the way a kubelet would: with the
+//! container's arguments, its environment (literal values and `envFrom`/`configMapKeyRef`
+//! ConfigMaps) and its ConfigMap volumes written to a directory per pod (kept up to date, as a
+//! kubelet does). It marks the pod `Ready` only while the process answers its readiness path,
+//! restarts a process that exits, and stops it a drain period after the pod goes away.
+//!
+//! Pod IPs must be inside the network namespace this run created (198.18.0.0/16 on `lo`, see
+//! `tools/netns-run.sh`); the runner refuses any other address.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+/// Flags of `atrium pod-runner`.
+#[derive(Clone, Debug, Args)]
+pub struct PodRunnerArgs {
+    /// Where per-pod ConfigMap volumes are written.
+    #[arg(
+        long,
+        default_value = "/tmp/atrium-pods",
+        env = "ATRIUM_POD_RUNNER_DIR"
+    )]
+    pub work_dir: PathBuf,
+    /// Seconds a process keeps serving after its pod is gone (like a preStop pause).
+    #[arg(long, default_value_t = 2, env = "ATRIUM_POD_RUNNER_DRAIN")]
+    pub drain_seconds: u64,
+    /// Only pods of this namespace (default: every namespace).
+    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// The runner could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// No Kubernetes configuration.
+    #[error("pod-runner needs a cluster (KUBECONFIG): {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// The only range pod processes may bind: the run's own network namespace.
+fn is_local_pod_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 198 && v4.octets()[1] == 18,
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// The demo program a container image names, if any.
+fn demo_program(image: &str) -> Option<&'static str> {
+    let name = image.rsplit('/').next().unwrap_or(image);
+    let name = name.split([':', '@']).next().unwrap_or(name);
+    (name == "demo-backend").then_some("demo-backend")
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    readiness: String,
+    ready: Option<bool>,
+    started: Instant,
+    restarts: u32,
+    spec: Launch,
+}
+
+#[derive(Clone)]
+struct Launch {
+    program: &'static str,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    /// ConfigMap name → directory its files are written to.
+    volumes: Vec<(String, PathBuf)>,
+}
+
+/// Runs until the process is stopped.
+pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
+    let client = Client::try_default().await.map_err(RunnerError::Client)?;
+    let pods_api: Api<Pod> = crate::scope::api(&client, args.namespace.as_deref());
+    let cms_api: Api<ConfigMap> = crate::scope::api(&client, args.namespace.as_deref());
+    let (pods, pw) = reflector::store::<Pod>();
+    let (cms, cw) = reflector::store::<ConfigMap>();
+    let pod_events = reflector::reflector(pw, watcher(pods_api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let cm_events = reflector::reflector(cw, watcher(cms_api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(cm_events.for_each(|_| async {}));
+    tokio::spawn(pod_events.for_each(|_| async {}));
+    let _ = pods.wait_until_ready().await;
+    let _ = cms.wait_until_ready().await;
+    info!("pod-runner: watching pods");
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let http = Arc::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tick.tick().await;
+        reconcile(&args, &client, &pods, &cms, &mut running, &http).await;
+    }
+}
+
+async fn reconcile(
+    args: &PodRunnerArgs,
+    client: &Client,
+    pods: &Store<Pod>,
+    cms: &Store<ConfigMap>,
+    running: &mut HashMap<String, Running>,
+    http: &reqwest::Client,
+) {
+    let current: HashMap<String, Arc<Pod>> = pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((p.uid()?, p)))
+        .collect();
+    // Pods that went away: drain, then stop.
+    let gone: Vec<String> = running
+        .keys()
+        .filter(|uid| !current.contains_key(*uid))
+        .cloned()
+        .collect();
+    for uid in gone {
+        if let Some(r) = running.remove(&uid) {
+            let drain = Duration::from_secs(args.drain_seconds);
+            info!(addr = %r.addr, "pod gone; stopping its process after the drain period");
+            tokio::spawn(stop_later(r.child, drain));
+        }
+    }
+    for (uid, pod) in &current {
+        if !running.contains_key(uid) && demo_container(pod).is_some() {
+            // KWOK marks a pod Ready as soon as it runs; the process is not listening yet.
+            // Take that back before starting it, so no traffic arrives early.
+            let _ = set_ready(client, pod, false, 0).await;
+            if let Some(r) = start(args, pod, cms).await {
+                running.insert(uid.clone(), r);
+            }
+        }
+        let Some(r) = running.get_mut(uid) else {
+            continue;
+        };
+        write_volumes(&r.spec, pod, cms);
+        // A process that exited is restarted after a pause, like restartPolicy: Always.
+        if let Ok(Some(status)) = r.child.try_wait() {
+            warn!(addr = %r.addr, %status, "pod process exited; restarting it");
+            if r.started.elapsed() > Duration::from_secs(1)
+                && let Some(child) = spawn(&r.spec, r.addr)
+            {
+                r.child = child;
+                r.started = Instant::now();
+                r.restarts += 1;
+            }
+        }
+        let url = format!("http://{}{}", r.addr, r.readiness);
+        let ok = http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|resp| resp.status().is_success());
+        let kwok_says_ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        if (r.ready != Some(ok) || kwok_says_ready != ok)
+            && set_ready(client, pod, ok, r.restarts).await
+        {
+            r.ready = Some(ok);
+        }
+    }
+}
+
+async fn stop_later(mut child: Child, drain: Duration) {
+    tokio::time::sleep(drain).await;
+    if let Some(pid) = child.id() {
+        // SIGTERM first: the demo backend finishes in-flight requests.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+fn demo_container(pod: &Pod) -> Option<(&Container, &'static str)> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find_map(|c| demo_program(c.image.as_deref()?).map(|p| (c, p)))
+}
+
+async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Option<Running> {
+    let (container, program) = demo_container(pod)?;
+    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+    if !is_local_pod_ip(ip) {
+        warn!(pod = %pod.name_any(), %ip, "refusing to bind a pod IP outside this run's network namespace");
+        return None;
+    }
+    let port = container
+        .ports
+        .as_ref()?
+        .first()
+        .map(|p| u16::try_from(p.container_port).unwrap_or(0))?;
+    let addr = SocketAddr::new(ip, port);
+    let ns = pod.namespace().unwrap_or_default();
+    let mut env = BTreeMap::new();
+    for from in container.env_from.iter().flatten() {
+        if let Some(r) = &from.config_map_ref
+            && let Some(cm) = cms.get(&ObjectRef::new(&r.name).within(&ns))
+        {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            for (k, v) in cm.data.iter().flatten() {
+                env.insert(format!("{prefix}{k}"), v.clone());
+            }
+        }
+    }
+    for e in container.env.iter().flatten() {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(from)) => from.config_map_key_ref.as_ref().and_then(|r| {
+                cms.get(&ObjectRef::new(&r.name).within(&ns))
+                    .and_then(|cm| cm.data.as_ref()?.get(&r.key).cloned())
+            }),
+            _ => None,
+        };
+        if let Some(v) = value {
+            env.insert(e.name.clone(), v);
+        }
+    }
+    let pod_dir = args.work_dir.join(&ns).join(pod.name_any());
+    let mut volumes = vec![];
+    let mut extra = vec![];
+    for mount in container.volume_mounts.iter().flatten() {
+        let source = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .and_then(|v| v.iter().find(|v| v.name == mount.name))
+            .and_then(|v| v.config_map.as_ref());
+        if let Some(cm) = source {
+            let dir = pod_dir.join(&mount.name);
+            extra.push(format!("--config-dir={}", dir.display()));
+            volumes.push((cm.name.clone(), dir));
+        }
+    }
+    let mut argv: Vec<String> = container.args.clone().unwrap_or_default();
+    argv.extend(extra);
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|h| h.path.clone())
+        .unwrap_or_else(|| "/healthz".to_owned());
+    let spec = Launch {
+        program,
+        args: argv,
+        env,
+        volumes,
+    };
+    write_volumes(&spec, pod, cms);
+    let child = spawn(&spec, addr)?;
+    info!(pod = %format!("{ns}/{}", pod.name_any()), %addr, program, "started a pod process");
+    Some(Running {
+        child,
+        addr,
+        readiness,
+        ready: None,
+        started: Instant::now(),
+        restarts: 0,
+        spec,
+    })
+}
+
+fn write_volumes(spec: &Launch, pod: &Pod, cms: &Store<ConfigMap>) {
+    let ns = pod.namespace().unwrap_or_default();
+    for (name, dir) in &spec.volumes {
+        let Some(cm) = cms.get(&ObjectRef::new(name).within(&ns)) else {
+            continue;
+        };
+        let _ = std::fs::create_dir_all(dir);
+        for (k, v) in cm.data.iter().flatten() {
+            let path = dir.join(k);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(v.as_str()) {
+                let tmp = dir.join(format!(".{k}.tmp"));
+                if std::fs::write(&tmp, v).is_ok() {
+                    let _ = std::fs::rename(&tmp, &path);
+                }
+            }
+        }
+    }
+}
+
+fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
+    let exe = std::env::current_exe().ok()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(spec.program)
+        .args(&spec.args)
+        .arg(format!("--listen={addr}"))
+        .envs(&spec.env)
+        .env(
+            "ATRIUM_DEMO_ENV_KEYS",
+            spec.env.keys().cloned().collect::<Vec<_>>().join(","),
+        )
+        .env("ATRIUM_LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match cmd.spawn() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(%addr, error = %e, "could not start a pod process");
+            None
+        }
+    }
+}
+
+/// Sets the pod's Ready and ContainersReady conditions; true when the API server took it.
+async fn set_ready(client: &Client, pod: &Pod, ready: bool, restarts: u32) -> bool {
+    let ns = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = if ready { "True" } else { "False" };
+    let mut statuses = vec![];
+    if let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.first()) {
+        statuses.push(json!({
+            "name": c.name, "image": c.image, "imageID": "", "ready": ready,
+            "restartCount": restarts, "started": ready,
+            "state": {"running": {"startedAt": now}},
+        }));
+    }
+    let patch = json!({"status": {
+        "conditions": [
+            {"type": "Ready", "status": status, "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+        ],
+        "containerStatuses": statuses,
+    }});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(pod = %pod.name_any(), error = %e, "could not set pod readiness");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_images_and_local_addresses() {
+        assert_eq!(
+            demo_program("atrium/demo-backend:0.1.0"),
+            Some("demo-backend")
+        );
+        assert_eq!(
+            demo_program("registry.local/x/demo-backend@sha256:ab"),
+            Some("demo-backend")
+        );
+        assert_eq!(demo_program("nginx:1.27"), None);
+        assert!(is_local_pod_ip("198.18.3.4".parse().expect("ip")));
+        assert!(!is_local_pod_ip("10.0.0.1".parse().expect("ip")));
+    }
+}
