@@ -1,5 +1,5 @@
 //! The command line: `atrium controller | gateway | crds | rbac | token | demo-backend |
-//! pod-runner | version`.
+//! pod-runner | forward | version`.
 //!
 //! Every flag can also be set through an `ATRIUM_*` environment variable (shown in `--help`),
 //! which is how the Helm chart and the manifests configure the binary.
@@ -46,6 +46,8 @@ pub enum Command {
     DemoBackend(crate::demo::DemoArgs),
     /// Local-cluster support: run demo pods on KWOK nodes as local processes.
     PodRunner(crate::podrunner::PodRunnerArgs),
+    /// Local-run support: forward loopback ports into the run's network namespace.
+    Forward(crate::forward::ForwardArgs),
 }
 
 /// Flags of `atrium rbac`.
@@ -180,6 +182,9 @@ pub enum CliError {
     /// The demo backend failed.
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    /// Forwarding failed.
+    #[error(transparent)]
+    Forward(#[from] crate::forward::ForwardError),
     /// The pod runner failed.
     #[error(transparent)]
     PodRunner(#[from] crate::podrunner::RunnerError),
@@ -221,6 +226,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::DemoBackend(args) => {
             telemetry::init(cli.log_format, &cli.log_level)?;
             runtime()?.block_on(crate::demo::run(args))?;
+            Ok(())
+        }
+        Command::Forward(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            crate::forward::run(args)?;
             Ok(())
         }
         Command::PodRunner(args) => {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod demo;
+pub mod forward;
 pub mod gateway;
 pub mod podrunner;
 pub mod scope;

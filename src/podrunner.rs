@@ -329,6 +329,7 @@ fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
             spec.env.keys().cloned().collect::<Vec<_>>().join(","),
         )
         .env("ATRIUM_LOG_LEVEL", "warn")
+        .env("ATRIUM_DEMO_EXIT_WITH_PARENT", "true")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match cmd.spawn() {
