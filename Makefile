@@ -31,8 +31,11 @@ lint: ## cargo fmt --check and clippy -D warnings
 unit: ## unit tests only (no cluster needed)
 	$(CARGO) test --locked --lib --bins
 
-crds: ## regenerate crds/ from the Rust types
+crds: ## regenerate crds/ (and the chart's copies and RBAC rules) from the Rust types
 	$(CARGO) run --locked --quiet -- crds --output-dir crds
+	cp crds/*.yaml charts/atrium/crds/
+	$(CARGO) run --locked --quiet -- rbac --rules-only > charts/atrium/files/controller-rules.yaml
+	$(CARGO) run --locked --quiet -- rbac --role gateway --rules-only --without-secrets > charts/atrium/files/gateway-rules.yaml
 
 cluster-binaries: ## build (once) and print the directory of the control plane binaries
 	tools/local-cluster/build.sh

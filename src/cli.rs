@@ -59,6 +59,12 @@ pub struct RbacArgs {
     /// Name of the ClusterRole (default: `atrium-<role>`).
     #[arg(long, env = "ATRIUM_RBAC_NAME")]
     pub name: Option<String>,
+    /// Print only the rules (the list the Helm chart includes).
+    #[arg(long)]
+    pub rules_only: bool,
+    /// Leave out Secret access (the Helm chart grants it per namespace with Roles).
+    #[arg(long)]
+    pub without_secrets: bool,
 }
 
 /// A component whose RBAC rules `atrium rbac` prints.
@@ -79,6 +85,19 @@ pub struct ControllerArgs {
     /// Reconcile objects in this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Run several replicas with one active: only the holder of a Lease reconciles.
+    #[arg(long, env = "ATRIUM_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: `$POD_NAMESPACE`, else `default`).
+    #[arg(long, env = "ATRIUM_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        default_value = "atrium-controller",
+        env = "ATRIUM_LEADER_ELECTION_ID"
+    )]
+    pub leader_election_id: String,
 }
 
 /// Flags of `atrium gateway`.
@@ -114,6 +133,11 @@ pub struct GatewayArgs {
     /// In cluster mode, serve routes of this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// In cluster mode, read Secrets (JWT keys) only in these namespaces (comma-separated;
+    /// default: the watched namespace, or every namespace). Routes elsewhere that name a
+    /// Secret answer 503 as if it were missing.
+    #[arg(long, value_delimiter = ',', env = "ATRIUM_SECRET_NAMESPACES")]
+    pub secret_namespaces: Vec<String>,
     /// Share of requests written to the access log, 0.0 to 1.0 (5xx answers are always logged).
     #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "ATRIUM_ACCESS_LOG_SAMPLE_RATE")]
     pub access_log_sample_rate: f64,
@@ -198,7 +222,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Crds(args) => crds(&args),
         Command::Rbac(args) => {
-            let role = match args.role {
+            let mut role = match args.role {
                 RbacRole::Controller => controller::rbac::controller_cluster_role(
                     args.name.as_deref().unwrap_or("atrium-controller"),
                 ),
@@ -206,7 +230,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     args.name.as_deref().unwrap_or("atrium-gateway"),
                 ),
             };
-            let yaml = serde_saphyr::to_string(&role).map_err(CliError::Yaml)?;
+            if args.without_secrets
+                && let Some(rules) = role.rules.as_mut()
+            {
+                rules.retain(|r| {
+                    !r.resources
+                        .as_ref()
+                        .is_some_and(|res| res.iter().any(|x| x == "secrets"))
+                });
+            }
+            let yaml = if args.rules_only {
+                serde_saphyr::to_string(&role.rules.unwrap_or_default())
+            } else {
+                serde_saphyr::to_string(&role)
+            }
+            .map_err(CliError::Yaml)?;
             print!("{yaml}");
             Ok(())
         }

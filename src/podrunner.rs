@@ -75,6 +75,10 @@ struct Running {
     ready: Option<bool>,
     started: Instant,
     restarts: u32,
+    /// When the process exited (it restarts after a back-off).
+    exited_at: Option<Instant>,
+    /// Exits in a row.
+    crashes: u32,
     spec: Launch,
 }
 
@@ -106,6 +110,7 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     let _ = cms.wait_until_ready().await;
     info!("pod-runner: watching pods");
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut draining: HashMap<SocketAddr, (Child, Instant)> = HashMap::new();
     let http = Arc::new(
         reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
@@ -116,7 +121,16 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     loop {
         tick.tick().await;
-        reconcile(&args, &client, &pods, &cms, &mut running, &http).await;
+        reconcile(
+            &args,
+            &client,
+            &pods,
+            &cms,
+            &mut running,
+            &mut draining,
+            &http,
+        )
+        .await;
     }
 }
 
@@ -126,6 +140,7 @@ async fn reconcile(
     pods: &Store<Pod>,
     cms: &Store<ConfigMap>,
     running: &mut HashMap<String, Running>,
+    draining: &mut HashMap<SocketAddr, (Child, Instant)>,
     http: &reqwest::Client,
 ) {
     let current: HashMap<String, Arc<Pod>> = pods
@@ -142,9 +157,22 @@ async fn reconcile(
         .collect();
     for uid in gone {
         if let Some(r) = running.remove(&uid) {
-            let drain = Duration::from_secs(args.drain_seconds);
             info!(addr = %r.addr, "pod gone; stopping its process after the drain period");
-            tokio::spawn(stop_later(r.child, drain));
+            let until = Instant::now() + Duration::from_secs(args.drain_seconds);
+            draining.insert(r.addr, (r.child, until));
+        }
+    }
+    // KWOK hands a freed pod IP to the next pod at once: a draining process on an address a
+    // new pod needs stops now, so the new pod's own process binds it (and answers its probes).
+    let wanted: Vec<SocketAddr> = current.values().filter_map(|p| pod_addr(p)).collect();
+    let due: Vec<SocketAddr> = draining
+        .iter()
+        .filter(|(addr, (_, until))| wanted.contains(addr) || Instant::now() >= *until)
+        .map(|(addr, _)| *addr)
+        .collect();
+    for addr in due {
+        if let Some((child, _)) = draining.remove(&addr) {
+            stop(child).await;
         }
     }
     for (uid, pod) in &current {
@@ -160,16 +188,27 @@ async fn reconcile(
             continue;
         };
         write_volumes(&r.spec, pod, cms);
-        // A process that exited is restarted after a pause, like restartPolicy: Always.
-        if let Ok(Some(status)) = r.child.try_wait() {
-            warn!(addr = %r.addr, %status, "pod process exited; restarting it");
-            if r.started.elapsed() > Duration::from_secs(1)
-                && let Some(child) = spawn(&r.spec, r.addr)
-            {
-                r.child = child;
-                r.started = Instant::now();
-                r.restarts += 1;
+        // A process that exited is restarted after a back-off (2 s, doubling up to 30 s, like a
+        // kubelet's), so its pod is visibly unready in between.
+        if r.exited_at.is_none()
+            && let Ok(Some(status)) = r.child.try_wait()
+        {
+            warn!(addr = %r.addr, %status, "pod process exited; restarting it after a back-off");
+            if r.started.elapsed() > Duration::from_secs(30) {
+                r.crashes = 0;
             }
+            r.crashes += 1;
+            r.exited_at = Some(Instant::now());
+        }
+        let backoff = Duration::from_secs(2u64 << r.crashes.saturating_sub(1).min(4))
+            .min(Duration::from_secs(30));
+        if r.exited_at.is_some_and(|t| t.elapsed() >= backoff)
+            && let Some(child) = spawn(&r.spec, r.addr)
+        {
+            r.child = child;
+            r.started = Instant::now();
+            r.exited_at = None;
+            r.restarts += 1;
         }
         let url = format!("http://{}{}", r.addr, r.readiness);
         let ok = http
@@ -191,8 +230,15 @@ async fn reconcile(
     }
 }
 
-async fn stop_later(mut child: Child, drain: Duration) {
-    tokio::time::sleep(drain).await;
+/// The address a pod's demo process listens on.
+fn pod_addr(pod: &Pod) -> Option<SocketAddr> {
+    let (container, _) = demo_container(pod)?;
+    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+    let port = container.ports.as_ref()?.first()?.container_port;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+async fn stop(mut child: Child) {
     if let Some(pid) = child.id() {
         // SIGTERM first: the demo backend finishes in-flight requests.
         let _ = std::process::Command::new("kill")
@@ -218,17 +264,11 @@ fn demo_container(pod: &Pod) -> Option<(&Container, &'static str)> {
 
 async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Option<Running> {
     let (container, program) = demo_container(pod)?;
-    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-    if !is_local_pod_ip(ip) {
-        warn!(pod = %pod.name_any(), %ip, "refusing to bind a pod IP outside this run's network namespace");
+    let addr = pod_addr(pod)?;
+    if !is_local_pod_ip(addr.ip()) {
+        warn!(pod = %pod.name_any(), %addr, "refusing to bind a pod IP outside this run's network namespace");
         return None;
     }
-    let port = container
-        .ports
-        .as_ref()?
-        .first()
-        .map(|p| u16::try_from(p.container_port).unwrap_or(0))?;
-    let addr = SocketAddr::new(ip, port);
     let ns = pod.namespace().unwrap_or_default();
     let mut env = BTreeMap::new();
     for from in container.env_from.iter().flatten() {
@@ -294,6 +334,8 @@ async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Optio
         ready: None,
         started: Instant::now(),
         restarts: 0,
+        exited_at: None,
+        crashes: 0,
         spec,
     })
 }

@@ -193,6 +193,12 @@ fn the_shop_end_to_end() {
         .filter_map(|r| r.body["podIP"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(seen, users, "requests reach every replica");
+    // The demo backend's own metrics, straight from a pod IP of this namespace.
+    let pod = users.iter().next().expect("a users pod").clone();
+    let (status, text) = http_get_at(&pod, 8080, "/metrics").expect("demo /metrics");
+    assert_eq!(status, 200);
+    assert!(text.contains("demo_requests_total"), "{text}");
+    promtool_check_metrics(&text);
     summary.push("2. token accepted, path rewritten, sub forwarded, both replicas served".into());
 
     // 3. No token → 401; wrong audience → 401; over the rate limit → 429 with Retry-After.

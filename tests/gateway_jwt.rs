@@ -528,6 +528,7 @@ spec:
 
     // Reasons are counted per route with a fixed label set.
     let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    promtool_check_metrics(&metrics);
     for (_, _, reason) in &attacks {
         let line = format!(
             "atrium_gateway_auth_failures_total{{reason=\"{reason}\",route=\"default/auth/api\"}}"

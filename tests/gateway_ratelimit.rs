@@ -304,6 +304,7 @@ fn global_limit_is_shared_by_two_gateways_and_survives_redis_outages() {
         (503, Some("ratelimit_unavailable"))
     );
     let (_, metrics) = http_get(admin1, "/metrics").expect("metrics");
+    promtool_check_metrics(&metrics);
     assert!(
         metrics.contains("atrium_gateway_ratelimit_backend_up 0"),
         "{metrics}"

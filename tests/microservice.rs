@@ -289,6 +289,7 @@ spec:
 
     // Reconcile metrics use controller-runtime's names.
     let (_, metrics) = http_get(metrics_port, "/metrics").expect("metrics");
+    promtool_check_metrics(&metrics);
     assert!(
         metrics.contains(
             "controller_runtime_reconcile_total{controller=\"microservice\",result=\"success\"}"

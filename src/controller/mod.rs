@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod gateway_route;
 pub mod health_checks;
+pub mod leader;
 pub mod metrics;
 pub mod microservice;
 pub mod rbac;
@@ -50,6 +51,9 @@ pub enum ControllerError {
     /// The admin server failed.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    /// This replica stopped holding the leader Lease; it exits so it restarts as a follower.
+    #[error("lost the leader election lease; exiting so that only one replica reconciles")]
+    LostLeadership,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -77,8 +81,35 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             })?;
     info!(%url, server_version = %server.git_version, "connected to the Kubernetes API server");
     let metrics = metrics::ControllerMetrics::register(&registry)?;
-    let controllers = run::controllers(client.clone(), args.watch_namespace.clone(), metrics);
     health.set_ready(true);
+    let elector = args.leader_elect.then(|| {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_owned());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+        leader::Elector::new(
+            client.clone(),
+            &namespace,
+            &args.leader_election_id,
+            &identity,
+        )
+    });
+    if let Some(e) = &elector {
+        tokio::select! {
+            () = shutdown_signal() => { info!("shutting down"); return Ok(()); }
+            () = e.acquire() => {}
+        }
+    }
+    let keep = async {
+        match &elector {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    let controllers = run::controllers(client.clone(), args.watch_namespace.clone(), metrics);
 
     let watch_api = async {
         let mut interval = tokio::time::interval(API_CHECK_INTERVAL);
@@ -100,6 +131,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         () = shutdown_signal() => info!("shutting down"),
         () = watch_api => {},
         () = controllers => warn!("the controllers stopped"),
+        () = keep => return Err(ControllerError::LostLeadership),
         res = admin_task => {
             if let Ok(Err(e)) = res {
                 return Err(e.into());
@@ -107,6 +139,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
         }
     }
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "atrium".to_owned())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

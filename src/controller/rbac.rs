@@ -54,6 +54,16 @@ pub fn controller_rules() -> Vec<PolicyRule> {
     ]
 }
 
+/// Rules for leader election (`--leader-elect`), granted by a Role in the controller's own
+/// namespace only.
+pub fn leader_election_rules() -> Vec<PolicyRule> {
+    vec![rule(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update"],
+    )]
+}
+
 /// Rules of the gateway role (cluster mode): read routes and endpoints, and Secrets (JWT keys
 /// that routes name, the `--tls-secret` certificate). Nothing is written. Bind it with a
 /// RoleBinding per namespace (or run with `--watch-namespace`) to keep Secret access to the

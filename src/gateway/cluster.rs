@@ -43,6 +43,7 @@ pub enum ClusterError {
 /// Starts the watchers on their own thread; returns once the client is configured.
 pub fn start(
     namespace: Option<String>,
+    secret_namespaces: Vec<String>,
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
     updates: TableMetrics,
@@ -59,7 +60,17 @@ pub fn start(
     })?;
     std::thread::Builder::new()
         .name("atrium-watch".into())
-        .spawn(move || rt.block_on(watch(client, namespace, table, ready, updates, env)))
+        .spawn(move || {
+            rt.block_on(watch(
+                client,
+                namespace,
+                secret_namespaces,
+                table,
+                ready,
+                updates,
+                env,
+            ))
+        })
         .map_err(ClusterError::Runtime)?;
     Ok(())
 }
@@ -67,6 +78,7 @@ pub fn start(
 async fn watch(
     client: Client,
     namespace: Option<String>,
+    secret_namespaces: Vec<String>,
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
     updates: TableMetrics,
@@ -77,7 +89,6 @@ async fn watch(
     let (routes, w1) = reflector::store::<GatewayRoute>();
     let (services, w2) = reflector::store::<Service>();
     let (slices, w3) = reflector::store::<EndpointSlice>();
-    let (secrets, w4) = reflector::store::<Secret>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let notify =
         |name: &'static str,
@@ -127,19 +138,36 @@ async fn watch(
         .map(|r| r.map(|_| ()))
         .boxed(),
     );
-    notify(
-        "secrets",
-        reflector::reflector(w4, watcher(api::<Secret>(&client, ns), cfg.clone()))
+    // Secrets: one watch per allowed namespace (least privilege: a Role in each), else the
+    // watched namespace or the whole cluster.
+    let secret_scopes: Vec<Option<String>> = if secret_namespaces.is_empty() {
+        vec![namespace.clone()]
+    } else {
+        secret_namespaces.into_iter().map(Some).collect()
+    };
+    let mut secrets = vec![];
+    for scope in secret_scopes {
+        let (store, writer) = reflector::store::<Secret>();
+        notify(
+            "secrets",
+            reflector::reflector(
+                writer,
+                watcher(api::<Secret>(&client, scope.as_deref()), cfg.clone()),
+            )
             .default_backoff()
             .touched_objects()
             .map(|r| r.map(|_| ()))
             .boxed(),
-    );
+        );
+        secrets.push(store);
+    }
     // One waiter per store (see docs/local-control-plane.md on `wait_until_ready`).
     let _ = routes.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
-    let _ = secrets.wait_until_ready().await;
+    for s in &secrets {
+        let _ = s.wait_until_ready().await;
+    }
     let stores = Stores {
         routes,
         services,
@@ -166,8 +194,8 @@ pub struct Stores {
     pub services: Store<Service>,
     /// EndpointSlices.
     pub slices: Store<EndpointSlice>,
-    /// Secrets (only those routes reference are used).
-    pub secrets: Store<Secret>,
+    /// Secrets, one store per namespace scope (only those routes reference are used).
+    pub secrets: Vec<Store<Secret>>,
     /// Shared policy state.
     pub env: PolicyEnv,
 }
@@ -258,7 +286,8 @@ pub fn inputs(stores: &Stores) -> Inputs {
     for r in &routes {
         let ns = r.namespace().unwrap_or_default();
         for name in referenced_secrets(r) {
-            if let Some(s) = secrets.get(&ObjectRef::new(&name).within(&ns)) {
+            let key = ObjectRef::new(&name).within(&ns);
+            if let Some(s) = secrets.iter().find_map(|store| store.get(&key)) {
                 secret_data.insert(format!("{ns}/{name}"), secret_data_of(&s));
             }
         }

@@ -92,6 +92,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         }
         None => cluster::start(
             args.watch_namespace.clone(),
+            args.secret_namespaces.clone(),
             table.clone(),
             ready.clone(),
             updates,

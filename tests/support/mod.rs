@@ -175,7 +175,16 @@ pub fn free_port() -> u16 {
 
 /// GET `http://127.0.0.1:{port}{path}` with a real HTTP client; returns status and body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let url = format!("http://127.0.0.1:{port}{path}");
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// GET `http://{ip}:{port}{path}`; `ip` must be loopback or a pod IP of this run's network
+/// namespace.
+pub fn http_get_at(ip: &str, port: u16, path: &str) -> Result<(u16, String), String> {
+    if !ip.starts_with("127.") {
+        assert_local_pod_ip(ip);
+    }
+    let url = format!("http://{ip}:{port}{path}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
@@ -247,6 +256,15 @@ pub fn gateway_kubeconfig() -> PathBuf {
 /// A running `atrium controller` for one namespace, as the least-privileged user. Returns the
 /// process (killed on drop) and its metrics port.
 pub fn start_controller(namespace: &str) -> (Proc, u16) {
+    start_controller_with(namespace, &[], &[])
+}
+
+/// Like [`start_controller`], with extra flags and environment variables.
+pub fn start_controller_with(
+    namespace: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
     install_crds();
     grant_controller_rbac();
     let port = free_port();
@@ -259,6 +277,8 @@ pub fn start_controller(namespace: &str) -> (Proc, u16) {
             "--metrics-listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(extra)
+        .envs(envs.iter().copied())
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info,atrium=debug")
         .stdin(Stdio::null())
@@ -635,4 +655,29 @@ pub fn start_pod_runner(namespace: &str) -> Proc {
         .spawn()
         .expect("pod-runner starts");
     Proc(child)
+}
+
+/// Runs `promtool check metrics` (Debian package `prometheus`) on an exposition; fails the
+/// test with promtool's findings.
+pub fn promtool_check_metrics(exposition: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write the exposition");
+    let out = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
