@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test bench bench-controller bench-gateway lint unit crds cluster-up cluster-down cluster-binaries clean
+.PHONY: help build run test bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,18 @@ crds: ## regenerate crds/ (and the chart's copies and RBAC rules) from the Rust 
 	cp crds/*.yaml charts/atrium/crds/
 	$(CARGO) run --locked --quiet -- rbac --rules-only > charts/atrium/files/controller-rules.yaml
 	$(CARGO) run --locked --quiet -- rbac --role gateway --rules-only --without-secrets > charts/atrium/files/gateway-rules.yaml
+
+manifests: ## render the Helm chart into manifests/base/atrium.yaml (a test fails when it drifts)
+	"$$(tools/local-cluster/build.sh)/helm" template atrium charts/atrium --namespace atrium-system --include-crds > manifests/base/atrium.yaml
+
+kind-up: ## create the kind cluster (needs kind and a container engine; not available in CI)
+	kind create cluster --config tools/kind/cluster.yaml
+
+kind-deploy: ## build and load the image, helm install Atrium, Prometheus and the samples into kind
+	tools/kind/deploy.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name atrium
 
 cluster-binaries: ## build (once) and print the directory of the control plane binaries
 	tools/local-cluster/build.sh

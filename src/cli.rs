@@ -217,8 +217,23 @@ pub enum CliError {
     Runtime(std::io::Error),
 }
 
+/// With `ATRIUM_EXIT_WITH_PARENT=true` (set by the pod runner for the processes it starts),
+/// the process exits as soon as its parent is gone, so nothing outlives the runner.
+fn exit_with_parent() {
+    if std::env::var("ATRIUM_EXIT_WITH_PARENT").is_ok_and(|v| v == "true") {
+        let parent = std::os::unix::process::parent_id();
+        std::thread::spawn(move || {
+            while std::os::unix::process::parent_id() == parent {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            std::process::exit(0);
+        });
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    exit_with_parent();
     match cli.command {
         Command::Crds(args) => crds(&args),
         Command::Rbac(args) => {

@@ -34,10 +34,6 @@ pub struct DemoArgs {
     /// came from the pod's `env` and `envFrom`).
     #[arg(long, env = "ATRIUM_DEMO_ENV_KEYS", value_delimiter = ',')]
     pub env_keys: Vec<String>,
-    /// Exit when the parent process goes away (the pod runner sets this, so no process
-    /// outlives it).
-    #[arg(long, env = "ATRIUM_DEMO_EXIT_WITH_PARENT")]
-    pub exit_with_parent: bool,
 }
 
 /// The demo backend could not run.
@@ -69,7 +65,6 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     )?;
     registry.register(Box::new(requests.clone()))?;
     let listen = args.listen;
-    let exit_with_parent = args.exit_with_parent;
     let state = Arc::new(Demo {
         args,
         registry,
@@ -87,16 +82,6 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let parent = std::os::unix::process::parent_id();
-    let orphaned = async move {
-        if !exit_with_parent {
-            return std::future::pending().await;
-        }
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-        while std::os::unix::process::parent_id() == parent {
-            tick.tick().await;
-        }
-    };
     let term = async {
         if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
@@ -105,7 +90,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            tokio::select! { () = shutdown => {}, () = term => {}, () = orphaned => {} }
+            tokio::select! { () = shutdown => {}, () = term => {} }
         })
         .await
         .map_err(DemoError::Serve)

@@ -61,11 +61,25 @@ fn is_local_pod_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// The demo program a container image names, if any.
-fn demo_program(image: &str) -> Option<&'static str> {
+/// A program the runner knows how to run for a container image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Program {
+    /// `demo-backend` images: `atrium demo-backend` with the container's args.
+    Demo,
+    /// `atrium` images (the Helm chart's controller and gateway): `atrium` with the
+    /// container's args, listening on the pod IP, with a kubeconfig for the pod's
+    /// ServiceAccount.
+    Atrium,
+}
+
+/// The program a container image names, if any.
+fn program_of(image: &str) -> Option<Program> {
     let name = image.rsplit('/').next().unwrap_or(image);
-    let name = name.split([':', '@']).next().unwrap_or(name);
-    (name == "demo-backend").then_some("demo-backend")
+    match name.split([':', '@']).next().unwrap_or(name) {
+        "demo-backend" => Some(Program::Demo),
+        "atrium" => Some(Program::Atrium),
+        _ => None,
+    }
 }
 
 struct Running {
@@ -84,11 +98,13 @@ struct Running {
 
 #[derive(Clone)]
 struct Launch {
-    program: &'static str,
+    program: Program,
     args: Vec<String>,
     env: BTreeMap<String, String>,
     /// ConfigMap name → directory its files are written to.
     volumes: Vec<(String, PathBuf)>,
+    /// Where the process's output goes (`<work-dir>/<namespace>/<pod>/<container>.log`).
+    log: PathBuf,
 }
 
 /// Runs until the process is stopped.
@@ -180,7 +196,7 @@ async fn reconcile(
             // KWOK marks a pod Ready as soon as it runs; the process is not listening yet.
             // Take that back before starting it, so no traffic arrives early.
             let _ = set_ready(client, pod, false, 0).await;
-            if let Some(r) = start(args, pod, cms).await {
+            if let Some(r) = start(args, client, pod, cms).await {
                 running.insert(uid.clone(), r);
             }
         }
@@ -234,8 +250,7 @@ async fn reconcile(
 fn pod_addr(pod: &Pod) -> Option<SocketAddr> {
     let (container, _) = demo_container(pod)?;
     let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-    let port = container.ports.as_ref()?.first()?.container_port;
-    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+    Some(SocketAddr::new(ip, probe_port(container)?))
 }
 
 async fn stop(mut child: Child) {
@@ -254,15 +269,100 @@ async fn stop(mut child: Child) {
     let _ = child.kill().await;
 }
 
-fn demo_container(pod: &Pod) -> Option<(&Container, &'static str)> {
+fn demo_container(pod: &Pod) -> Option<(&Container, Program)> {
     pod.spec
         .as_ref()?
         .containers
         .iter()
-        .find_map(|c| demo_program(c.image.as_deref()?).map(|p| (c, p)))
+        .find_map(|c| program_of(c.image.as_deref()?).map(|p| (c, p)))
 }
 
-async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Option<Running> {
+/// The port a probe names (a number or a container port's name), else the first port.
+fn probe_port(container: &Container) -> Option<u16> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let ports = container.ports.as_ref()?;
+    let named = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|h| match &h.port {
+            IntOrString::Int(n) => Some(*n),
+            IntOrString::String(name) => ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port),
+        });
+    u16::try_from(named.unwrap_or(ports.first()?.container_port)).ok()
+}
+
+/// A `fieldRef` of the downward API.
+fn field(pod: &Pod, path: &str) -> Option<String> {
+    match path {
+        "metadata.name" => pod.metadata.name.clone(),
+        "metadata.namespace" => pod.metadata.namespace.clone(),
+        "status.podIP" => pod.status.as_ref()?.pod_ip.clone(),
+        "spec.nodeName" => pod.spec.as_ref()?.node_name.clone(),
+        "spec.serviceAccountName" => pod.spec.as_ref()?.service_account_name.clone(),
+        _ => None,
+    }
+}
+
+/// A kubeconfig for the pod's ServiceAccount (a token from the TokenRequest API), in `dir`.
+async fn service_account_kubeconfig(
+    client: &Client,
+    pod: &Pod,
+    dir: &std::path::Path,
+) -> Option<PathBuf> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let ns = pod.namespace()?;
+    let sa = pod
+        .spec
+        .as_ref()?
+        .service_account_name
+        .clone()
+        .unwrap_or_else(|| "default".to_owned());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(86_400),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create_token_request(&sa, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(
+            |e| warn!(pod = %pod.name_any(), error = %e, "no token for the pod's ServiceAccount"),
+        )
+        .ok()?
+        .status?
+        .token;
+    let own = kube::config::Kubeconfig::read().ok()?;
+    let cluster = own.clusters.first()?.cluster.clone()?;
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+        }}],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": sa, "namespace": ns}}],
+        "current-context": "local",
+    });
+    std::fs::create_dir_all(dir).ok()?;
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, config.to_string()).ok()?;
+    Some(path)
+}
+
+async fn start(
+    args: &PodRunnerArgs,
+    client: &Client,
+    pod: &Pod,
+    cms: &Store<ConfigMap>,
+) -> Option<Running> {
     let (container, program) = demo_container(pod)?;
     let addr = pod_addr(pod)?;
     if !is_local_pod_ip(addr.ip()) {
@@ -284,10 +384,14 @@ async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Optio
     for e in container.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => Some(v.clone()),
-            (None, Some(from)) => from.config_map_key_ref.as_ref().and_then(|r| {
-                cms.get(&ObjectRef::new(&r.name).within(&ns))
-                    .and_then(|cm| cm.data.as_ref()?.get(&r.key).cloned())
-            }),
+            (None, Some(from)) => from
+                .config_map_key_ref
+                .as_ref()
+                .and_then(|r| {
+                    cms.get(&ObjectRef::new(&r.name).within(&ns))
+                        .and_then(|cm| cm.data.as_ref()?.get(&r.key).cloned())
+                })
+                .or_else(|| field(pod, &from.field_ref.as_ref()?.field_path)),
             _ => None,
         };
         if let Some(v) = value {
@@ -310,23 +414,37 @@ async fn start(args: &PodRunnerArgs, pod: &Pod, cms: &Store<ConfigMap>) -> Optio
             volumes.push((cm.name.clone(), dir));
         }
     }
-    let mut argv: Vec<String> = container.args.clone().unwrap_or_default();
+    let ip = addr.ip().to_string();
+    // Listen addresses like 0.0.0.0:9000 become the pod's own IP.
+    let mut argv: Vec<String> = container
+        .args
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.replace("0.0.0.0:", &format!("{ip}:")))
+        .collect();
     argv.extend(extra);
+    if program == Program::Atrium {
+        let kubeconfig = service_account_kubeconfig(client, pod, &pod_dir).await?;
+        env.insert("KUBECONFIG".to_owned(), kubeconfig.display().to_string());
+    }
     let readiness = container
         .readiness_probe
         .as_ref()
         .and_then(|p| p.http_get.as_ref())
         .and_then(|h| h.path.clone())
         .unwrap_or_else(|| "/healthz".to_owned());
+    let _ = std::fs::create_dir_all(&pod_dir);
     let spec = Launch {
         program,
         args: argv,
         env,
         volumes,
+        log: pod_dir.join(format!("{}.log", container.name)),
     };
     write_volumes(&spec, pod, cms);
     let child = spawn(&spec, addr)?;
-    info!(pod = %format!("{ns}/{}", pod.name_any()), %addr, program, "started a pod process");
+    info!(pod = %format!("{ns}/{}", pod.name_any()), %addr, ?program, "started a pod process");
     Some(Running {
         child,
         addr,
@@ -362,16 +480,32 @@ fn write_volumes(spec: &Launch, pod: &Pod, cms: &Store<ConfigMap>) {
 fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
     let exe = std::env::current_exe().ok()?;
     let mut cmd = Command::new(exe);
-    cmd.arg(spec.program)
-        .args(&spec.args)
-        .arg(format!("--listen={addr}"))
-        .envs(&spec.env)
+    match spec.program {
+        Program::Demo => {
+            cmd.arg("demo-backend")
+                .args(&spec.args)
+                .arg(format!("--listen={addr}"));
+        }
+        Program::Atrium => {
+            cmd.args(&spec.args);
+        }
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .ok()?;
+    let log_err = log.try_clone().ok()?;
+    cmd.stdout(log).stderr(log_err);
+    if !spec.env.contains_key("ATRIUM_LOG_LEVEL") {
+        cmd.env("ATRIUM_LOG_LEVEL", "warn");
+    }
+    cmd.envs(&spec.env)
         .env(
             "ATRIUM_DEMO_ENV_KEYS",
             spec.env.keys().cloned().collect::<Vec<_>>().join(","),
         )
-        .env("ATRIUM_LOG_LEVEL", "warn")
-        .env("ATRIUM_DEMO_EXIT_WITH_PARENT", "true")
+        .env("ATRIUM_EXIT_WITH_PARENT", "true")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match cmd.spawn() {
@@ -426,15 +560,13 @@ mod tests {
 
     #[test]
     fn demo_images_and_local_addresses() {
+        assert_eq!(program_of("atrium/demo-backend:0.1.0"), Some(Program::Demo));
         assert_eq!(
-            demo_program("atrium/demo-backend:0.1.0"),
-            Some("demo-backend")
+            program_of("registry.local/x/demo-backend@sha256:ab"),
+            Some(Program::Demo)
         );
-        assert_eq!(
-            demo_program("registry.local/x/demo-backend@sha256:ab"),
-            Some("demo-backend")
-        );
-        assert_eq!(demo_program("nginx:1.27"), None);
+        assert_eq!(program_of("nginx:1.27"), None);
+        assert_eq!(program_of("atrium/atrium:0.1.0"), Some(Program::Atrium));
         assert!(is_local_pod_ip("198.18.3.4".parse().expect("ip")));
         assert!(!is_local_pod_ip("10.0.0.1".parse().expect("ip")));
     }

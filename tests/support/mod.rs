@@ -657,10 +657,14 @@ pub fn start_pod_runner(namespace: &str) -> Proc {
     Proc(child)
 }
 
-/// Runs `promtool check metrics` (Debian package `prometheus`) on an exposition; fails the
-/// test with promtool's findings.
+/// Upstream promtool, built with the control plane (Debian's lacks kubernetes_sd_configs).
+pub fn promtool_bin() -> PathBuf {
+    env_path("ATRIUM_TEST_BIN_DIR").join("promtool")
+}
+
+/// Runs `promtool check metrics` on an exposition; fails the test with promtool's findings.
 pub fn promtool_check_metrics(exposition: &str) {
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(promtool_bin())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -4,7 +4,7 @@
 #   tools/local-cluster/build.sh         # prints the directory that holds the binaries
 #
 # Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm,
-# kstatus and kwok-stages.yaml in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
+# kstatus, prometheus, promtool and kwok-stages.yaml in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
 # are already there are not rebuilt. If KUBEBUILDER_ASSETS names a directory with the server
 # binaries, those are used instead of building them (kwok and helm are still built if missing).
 set -euo pipefail
@@ -81,5 +81,17 @@ if [[ ! -x "$ks/kstatus" ]]; then
   (cd "$here/../kstatus" && timed go build -trimpath -ldflags "-s -w" -o "$ks/kstatus" .)
 fi
 ln -sfn "$ks/kstatus" "$out/kstatus"
+
+# Prometheus and promtool: the tests scrape with a real Prometheus using kubernetes_sd_configs,
+# which Debian's package leaves out.
+pd="$cache/bin/prometheus-$PROMETHEUS_MODULE_VERSION"
+if [[ ! -x "$pd/prometheus" || ! -x "$pd/promtool" ]]; then
+  log "building prometheus and promtool (module $PROMETHEUS_MODULE_VERSION; first time: ~10 min on 2 cores)"
+  mkdir -p "$pd"
+  (cd "$here/prometheus" && timed go build -trimpath -ldflags "-s -w" -o "$pd/" \
+    github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool)
+fi
+ln -sfn "$pd/prometheus" "$out/prometheus"
+ln -sfn "$pd/promtool" "$out/promtool"
 
 echo "$out"
