@@ -60,7 +60,10 @@ struct Demo {
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let registry = Registry::new();
     let requests = IntCounterVec::new(
-        Opts::new("demo_requests_total", "Requests answered, by path kind"),
+        Opts::new(
+            "demo_requests_total",
+            "Requests answered, by kind (api, healthz, metrics)",
+        ),
         &["kind"],
     )?;
     registry.register(Box::new(requests.clone()))?;
@@ -71,7 +74,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         requests,
     });
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(answer)
         .with_state(state);
@@ -96,7 +99,13 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .map_err(DemoError::Serve)
 }
 
+async fn healthz(State(demo): State<Arc<Demo>>) -> &'static str {
+    demo.requests.with_label_values(&["healthz"]).inc();
+    "ok\n"
+}
+
 async fn metrics(State(demo): State<Arc<Demo>>) -> impl IntoResponse {
+    demo.requests.with_label_values(&["metrics"]).inc();
     let mut out = vec![];
     let _ = TextEncoder::new().encode(&demo.registry.gather(), &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
