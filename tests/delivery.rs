@@ -155,3 +155,39 @@ fn kustomize_manifests_follow_the_chart_and_apply() {
         );
     }
 }
+
+#[test]
+fn grafana_dashboard_queries_metrics_atrium_serves() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("charts/atrium/files/dashboard.json"))
+            .expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    assert_eq!(dashboard["uid"], "atrium-overview");
+    // Every metric a panel queries is one the controller, the gateway or their policies
+    // register (their sources name them).
+    let sources: String = [
+        "src/controller/metrics.rs",
+        "src/gateway/metrics.rs",
+        "src/gateway/policy/env.rs",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(repo().join(f)).expect("source"))
+    .collect();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let metric = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .find(|w| w.starts_with("atrium_") || w.starts_with("controller_runtime_"))
+                .unwrap_or_else(|| panic!("{expr} queries no Atrium metric"));
+            let base = metric.trim_end_matches("_bucket");
+            assert!(
+                sources.contains(&format!("\"{base}\"")),
+                "{base} is not a metric Atrium serves"
+            );
+        }
+    }
+}
