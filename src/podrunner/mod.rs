@@ -1,0 +1,255 @@
+//! `atrium pod-runner`: test and demo support for the local control plane, not part of the
+//! operator. KWOK nodes never start containers; this watches the pods scheduled on them and,
+//! for containers whose image names a known demo program (`demo-backend`), runs that program
+//! as a local process bound to the pod's IP and port, the way a kubelet would: with the
+//! container's arguments, its environment (literal values and `envFrom`/`configMapKeyRef`
+//! ConfigMaps) and its ConfigMap volumes written to a directory per pod (kept up to date, as a
+//! kubelet does). It marks the pod `Ready` only while the process answers its readiness path,
+//! restarts a process that exits, and stops it a drain period after the pod goes away.
+//!
+//! Pod IPs must be inside the network namespace this run created (198.18.0.0/16 on `lo`, see
+//! `tools/run-local.sh`); the runner refuses any other address.
+
+mod launch;
+mod status;
+
+use self::launch::{Launch, demo_container, pod_addr, spawn, start, write_volumes};
+use self::status::set_ready;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::process::Child;
+use tracing::{info, warn};
+
+/// Flags of `atrium pod-runner`.
+#[derive(Clone, Debug, Args)]
+pub struct PodRunnerArgs {
+    /// Where per-pod ConfigMap volumes are written.
+    #[arg(
+        long,
+        default_value = "/tmp/atrium-pods",
+        env = "ATRIUM_POD_RUNNER_DIR"
+    )]
+    pub work_dir: PathBuf,
+    /// Seconds a process keeps serving after its pod is gone (like a preStop pause).
+    #[arg(long, default_value_t = 2, env = "ATRIUM_POD_RUNNER_DRAIN")]
+    pub drain_seconds: u64,
+    /// Only pods of this namespace (default: every namespace).
+    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// The runner could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// No Kubernetes configuration.
+    #[error("pod-runner needs a cluster (KUBECONFIG): {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// The only range pod processes may bind: the run's own network namespace.
+fn is_local_pod_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 198 && v4.octets()[1] == 18,
+        IpAddr::V6(_) => false,
+    }
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    readiness: String,
+    ready: Option<bool>,
+    started: Instant,
+    restarts: u32,
+    /// When the process exited (it restarts after a back-off).
+    exited_at: Option<Instant>,
+    /// Exits in a row.
+    crashes: u32,
+    spec: Launch,
+}
+
+/// Runs until the process is stopped.
+pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
+    let client = Client::try_default().await.map_err(RunnerError::Client)?;
+    let pods_api: Api<Pod> = crate::scope::api(&client, args.namespace.as_deref());
+    let cms_api: Api<ConfigMap> = crate::scope::api(&client, args.namespace.as_deref());
+    let (pods, pw) = reflector::store::<Pod>();
+    let (cms, cw) = reflector::store::<ConfigMap>();
+    let pod_events = reflector::reflector(pw, watcher(pods_api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let cm_events = reflector::reflector(cw, watcher(cms_api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(cm_events.for_each(|_| async {}));
+    tokio::spawn(pod_events.for_each(|_| async {}));
+    let _ = pods.wait_until_ready().await;
+    let _ = cms.wait_until_ready().await;
+    info!("pod-runner: watching pods");
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut draining: HashMap<SocketAddr, (Child, Instant)> = HashMap::new();
+    let http = Arc::new(
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tick.tick().await;
+        reconcile(
+            &args,
+            &client,
+            &pods,
+            &cms,
+            &mut running,
+            &mut draining,
+            &http,
+        )
+        .await;
+    }
+}
+
+async fn reconcile(
+    args: &PodRunnerArgs,
+    client: &Client,
+    pods: &Store<Pod>,
+    cms: &Store<ConfigMap>,
+    running: &mut HashMap<String, Running>,
+    draining: &mut HashMap<SocketAddr, (Child, Instant)>,
+    http: &reqwest::Client,
+) {
+    let current: HashMap<String, Arc<Pod>> = pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((p.uid()?, p)))
+        .collect();
+    // Pods that went away: drain, then stop.
+    let gone: Vec<String> = running
+        .keys()
+        .filter(|uid| !current.contains_key(*uid))
+        .cloned()
+        .collect();
+    for uid in gone {
+        if let Some(r) = running.remove(&uid) {
+            info!(addr = %r.addr, "pod gone; stopping its process after the drain period");
+            let until = Instant::now() + Duration::from_secs(args.drain_seconds);
+            draining.insert(r.addr, (r.child, until));
+        }
+    }
+    // KWOK hands a freed pod IP to the next pod at once: a draining process on an address a
+    // new pod needs stops now, so the new pod's own process binds it (and answers its probes).
+    let wanted: Vec<SocketAddr> = current.values().filter_map(|p| pod_addr(p)).collect();
+    let due: Vec<SocketAddr> = draining
+        .iter()
+        .filter(|(addr, (_, until))| wanted.contains(addr) || Instant::now() >= *until)
+        .map(|(addr, _)| *addr)
+        .collect();
+    for addr in due {
+        if let Some((child, _)) = draining.remove(&addr) {
+            stop(child).await;
+        }
+    }
+    for (uid, pod) in &current {
+        if !running.contains_key(uid) && demo_container(pod).is_some() {
+            // KWOK marks a pod Ready as soon as it runs; the process is not listening yet.
+            // Take that back before starting it, so no traffic arrives early.
+            let _ = set_ready(client, pod, false, 0).await;
+            if let Some(r) = start(args, client, pod, cms).await {
+                running.insert(uid.clone(), r);
+            }
+        }
+        let Some(r) = running.get_mut(uid) else {
+            continue;
+        };
+        write_volumes(&r.spec, pod, cms);
+        // A process that exited is restarted after a back-off (2 s, doubling up to 30 s, like a
+        // kubelet's), so its pod is visibly unready in between.
+        if r.exited_at.is_none()
+            && let Ok(Some(status)) = r.child.try_wait()
+        {
+            warn!(addr = %r.addr, %status, "pod process exited; restarting it after a back-off");
+            if r.started.elapsed() > Duration::from_secs(30) {
+                r.crashes = 0;
+            }
+            r.crashes += 1;
+            r.exited_at = Some(Instant::now());
+        }
+        let backoff = Duration::from_secs(2u64 << r.crashes.saturating_sub(1).min(4))
+            .min(Duration::from_secs(30));
+        if r.exited_at.is_some_and(|t| t.elapsed() >= backoff)
+            && let Some(child) = spawn(&r.spec, r.addr)
+        {
+            r.child = child;
+            r.started = Instant::now();
+            r.exited_at = None;
+            r.restarts += 1;
+        }
+        let url = format!("http://{}{}", r.addr, r.readiness);
+        let ok = http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|resp| resp.status().is_success());
+        let kwok_says_ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        if (r.ready != Some(ok) || kwok_says_ready != ok)
+            && set_ready(client, pod, ok, r.restarts).await
+        {
+            r.ready = Some(ok);
+        }
+    }
+}
+
+async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        // SIGTERM first: the demo backend finishes in-flight requests.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::launch::{Program, program_of};
+    use super::*;
+
+    #[test]
+    fn demo_images_and_local_addresses() {
+        assert_eq!(program_of("atrium/demo-backend:0.1.0"), Some(Program::Demo));
+        assert_eq!(
+            program_of("registry.local/x/demo-backend@sha256:ab"),
+            Some(Program::Demo)
+        );
+        assert_eq!(program_of("nginx:1.27"), None);
+        assert_eq!(program_of("atrium/atrium:0.1.0"), Some(Program::Atrium));
+        assert!(is_local_pod_ip("198.18.3.4".parse().expect("ip")));
+        assert!(!is_local_pod_ip("10.0.0.1".parse().expect("ip")));
+    }
+}
