@@ -13,7 +13,7 @@
 mod launch;
 mod status;
 
-use self::launch::{Launch, demo_container, pod_addr, spawn, start, write_volumes};
+use self::launch::{Launch, pod_addr, spawn, start, write_volumes};
 use self::status::set_ready;
 
 use std::collections::HashMap;
@@ -164,11 +164,27 @@ async fn reconcile(
             stop(child).await;
         }
     }
+    // Two live pods with one IP would have one process answer for both: start neither.
+    let mut owners: HashMap<SocketAddr, usize> = HashMap::new();
+    for addr in &wanted {
+        *owners.entry(*addr).or_default() += 1;
+    }
     for (uid, pod) in &current {
-        if !running.contains_key(uid) && demo_container(pod).is_some() {
-            // KWOK marks a pod Ready as soon as it runs; the process is not listening yet.
-            // Take that back before starting it, so no traffic arrives early.
-            let _ = set_ready(client, pod, false, 0).await;
+        // Only pods KWOK has finished starting (Running, with an IP); a Pending pod is KWOK's
+        // to update, and its stage leaves these pods unready until the process answers.
+        let running_phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Running");
+        if !running.contains_key(uid)
+            && running_phase
+            && let Some(addr) = pod_addr(pod)
+        {
+            if owners.get(&addr).copied().unwrap_or(0) > 1 {
+                warn!(pod = %pod.name_any(), %addr, "another live pod has this IP; not starting a process for either");
+                continue;
+            }
             if let Some(r) = start(args, client, pod, cms).await {
                 running.insert(uid.clone(), r);
             }
