@@ -28,7 +28,9 @@ pub fn request_id(incoming: Option<&str>) -> String {
     let mut h = seed.build_hasher();
     h.write_u128(now);
     h.write_u64(n);
-    h.write_u32(std::process::id());
+    // The process id never changes: read it once (it is a system call each time).
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    h.write_u32(*PID.get_or_init(std::process::id));
     format!("{:016x}{:016x}", h.finish(), n ^ (now as u64))
 }
 
