@@ -1,8 +1,8 @@
 //! The operator role (`atrium controller`).
 //!
-//! Owns the connection to the API server, the admin endpoints and one reconciler per kind
-//! (`microservice`; ServiceConfig and GatewayRoute status follow). It may not touch the
-//! gateway's request path.
+//! Owns the connection to the API server, the admin endpoints, leader election (`leader`) and
+//! one reconciler per kind (`microservice`, `service_config`, `gateway_route` status). It may
+//! not touch the gateway's request path.
 
 pub mod apply;
 pub mod context;

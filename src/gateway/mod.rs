@@ -1,7 +1,8 @@
 //! The gateway role (`atrium gateway`), a pingora server.
 //!
 //! It builds an immutable [`table::RouteTable`] off the request path and swaps it atomically;
-//! the [`proxy::Gateway`] pingora service matches, picks endpoints, rewrites and forwards.
+//! the [`proxy::Gateway`] pingora service matches, runs the rule's [`policy`] chain (JWT, rate
+//! limit), picks endpoints, rewrites and forwards.
 //! Configuration comes from the cluster (GatewayRoutes, Services and EndpointSlices, see
 //! [`cluster`]) or from a directory (`--config-dir`, file mode, re-read when it changes). It
 //! owns nothing of the controller.
