@@ -110,33 +110,19 @@ async fn watch(
         };
     notify(
         "gatewayroutes",
-        reflector::reflector(w1, watcher(api::<GatewayRoute>(&client, ns), cfg.clone()))
-            .default_backoff()
-            .touched_objects()
-            .map(|r| r.map(|_| ()))
-            .boxed(),
+        reflect(w1, api::<GatewayRoute>(&client, ns), cfg.clone()),
     );
     notify(
         "services",
-        reflector::reflector(w2, watcher(api::<Service>(&client, ns), cfg.clone()))
-            .default_backoff()
-            .touched_objects()
-            .map(|r| r.map(|_| ()))
-            .boxed(),
+        reflect(w2, api::<Service>(&client, ns), cfg.clone()),
     );
     notify(
         "endpointslices",
-        reflector::reflector(
+        reflect(
             w3,
-            watcher(
-                api::<EndpointSlice>(&client, ns),
-                cfg.clone().labels("kubernetes.io/service-name"),
-            ),
-        )
-        .default_backoff()
-        .touched_objects()
-        .map(|r| r.map(|_| ()))
-        .boxed(),
+            api::<EndpointSlice>(&client, ns),
+            cfg.clone().labels("kubernetes.io/service-name"),
+        ),
     );
     // Secrets: one watch per allowed namespace (least privilege: a Role in each), else the
     // watched namespace or the whole cluster.
@@ -150,14 +136,11 @@ async fn watch(
         let (store, writer) = reflector::store::<Secret>();
         notify(
             "secrets",
-            reflector::reflector(
+            reflect(
                 writer,
-                watcher(api::<Secret>(&client, scope.as_deref()), cfg.clone()),
-            )
-            .default_backoff()
-            .touched_objects()
-            .map(|r| r.map(|_| ()))
-            .boxed(),
+                api::<Secret>(&client, scope.as_deref()),
+                cfg.clone(),
+            ),
         );
         secrets.push(store);
     }
@@ -184,6 +167,29 @@ async fn watch(
         while rx.try_recv().is_ok() {}
         rebuild(&stores, &table, &updates);
     }
+}
+
+/// A reflector filling `writer` from a watch on `api`, as a stream of "something changed".
+fn reflect<K>(
+    writer: reflector::store::Writer<K>,
+    api: kube::Api<K>,
+    cfg: watcher::Config,
+) -> futures::stream::BoxStream<'static, Result<(), watcher::Error>>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    reflector::reflector(writer, watcher(api, cfg))
+        .default_backoff()
+        .touched_objects()
+        .map(|r| r.map(|_| ()))
+        .boxed()
 }
 
 /// The caches a table is built from.
