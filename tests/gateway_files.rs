@@ -688,7 +688,7 @@ fn tls_listener_serves_http2_and_http1() {
     std::fs::create_dir_all(&config).expect("config dir");
     std::fs::write(config.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{hostnames: [shop.local], rules: [{{backends: [{{microservice: app}}]}}]}}\n", app.port)).expect("write");
     let tls_port = free_port();
-    let (_gateway, _, _) = start_gateway(
+    let (_gateway, _, admin) = start_gateway(
         &[
             "--config-dir",
             config.to_str().expect("utf-8"),
@@ -732,5 +732,48 @@ fn tls_listener_serves_http2_and_http1() {
             (Some("app"), Some("/tls-check"))
         );
     }
+
+    // Rotation: new files (renamed into place, as a Secret volume update does) are served
+    // without a restart; a broken pair afterwards keeps the last good one serving.
+    let trusts = |ca: &Path| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--cacert",
+                ca.to_str().expect("utf-8"),
+            ])
+            .args(["--resolve", &format!("shop.local:{tls_port}:127.0.0.1")])
+            .arg(format!("https://shop.local:{tls_port}/tls-check"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let cert_before = dir.join("before.crt");
+    std::fs::copy(&cert, &cert_before).expect("keep the first certificate");
+    let next = dir.join("next");
+    std::fs::create_dir_all(&next).expect("next dir");
+    let (next_cert, next_key) = self_signed_cert(&next);
+    for (from, to) in [(&next_key, &key), (&next_cert, &cert)] {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).expect("copy");
+        std::fs::rename(&tmp, to).expect("rename");
+    }
+    wait_until(
+        "the renewed certificate is served",
+        Duration::from_secs(30),
+        || trusts(&next_cert).then_some(()),
+    );
+    assert!(!trusts(&cert_before), "the old certificate is still served");
+    std::fs::write(&key, "not a key").expect("break the key");
+    std::fs::write(&cert, "not a certificate").expect("break the certificate");
+    // The broken pair is tried (and counted); the last good certificate keeps serving.
+    wait_until("the broken pair is tried", Duration::from_secs(30), || {
+        let (_, metrics) = http_get(admin, "/metrics").ok()?;
+        metrics
+            .contains("atrium_gateway_tls_reloads_total{result=\"error\"} 1")
+            .then_some(())
+    });
+    assert!(trusts(&next_cert), "a broken renewal must not stop TLS");
     let _ = std::fs::remove_dir_all(&dir);
 }

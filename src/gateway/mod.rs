@@ -9,6 +9,7 @@
 
 mod admin_app;
 pub mod balance;
+pub mod cert_reload;
 pub mod cluster;
 pub mod files;
 pub mod headers;
@@ -74,6 +75,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     }
     let registry = Registry::new();
+    let tls_registry = registry.clone();
     crate::admin::register_build_info(&registry, "gateway")?;
     let updates = metrics::TableMetrics::register(&registry)?;
     let request_metrics = metrics::GatewayMetrics::register(&registry)?;
@@ -138,6 +140,18 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
                         key.display()
                     ))
                 })?;
+        // Served through a resolver that follows the files: renewals need no restart.
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "atrium_gateway_tls_reloads_total",
+                "Reloads of the TLS certificate files after they changed, by result",
+            ),
+            &["result"],
+        )?;
+        tls_registry.register(Box::new(reloads.clone()))?;
+        let resolver = cert_reload::ReloadingCert::start(cert.clone(), key.clone(), reloads)
+            .map_err(GatewayError::Tls)?;
+        settings.set_cert_resolver(resolver);
         settings.enable_h2();
         front.add_tls_with_settings(&addr.to_string(), None, settings);
     }
