@@ -123,18 +123,18 @@ fn kustomize(path: &Path) -> String {
 fn kustomize_manifests_follow_the_chart_and_apply() {
     install_crds();
     // manifests/base/atrium.yaml is `make manifests` (helm template of the chart).
-    let rendered = Command::new(kubectl_bin().with_file_name("helm"))
-        .args(["template", "atrium"])
-        .arg(repo().join("charts/atrium"))
-        .args(["--namespace", "atrium-system", "--include-crds"])
-        .output()
-        .expect("helm runs");
-    assert!(rendered.status.success());
+    let rendered = helm_ok(&[
+        "template",
+        "atrium",
+        chart_dir(),
+        "--namespace",
+        "atrium-system",
+        "--include-crds",
+    ]);
     let committed =
         std::fs::read_to_string(repo().join("manifests/base/atrium.yaml")).expect("base");
     assert_eq!(
-        committed,
-        String::from_utf8_lossy(&rendered.stdout),
+        committed, rendered,
         "manifests/base/atrium.yaml is not the chart's render; run `make manifests`"
     );
     // A dry-run creates nothing, so namespaced objects need their namespaces to exist.

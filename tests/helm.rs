@@ -7,38 +7,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use support::*;
-
-fn helm(args: &[&str]) -> Output {
-    Command::new(helm_bin())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(kubeconfig())
-        .output()
-        .expect("helm runs")
-}
-
-fn helm_ok(args: &[&str]) -> String {
-    let out = helm(args);
-    assert!(
-        out.status.success(),
-        "helm {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn helm_bin() -> PathBuf {
-    kubectl_bin().with_file_name("helm")
-}
-
-fn chart() -> String {
-    repo().join("charts/atrium").display().to_string()
-}
 
 const ALL_FEATURES: &[&str] = &[
     "--set=metrics.podMonitor.enabled=true",
@@ -65,14 +36,14 @@ fn atrium_out(args: &[&str]) -> String {
 
 #[test]
 fn chart_lints_renders_and_stays_in_step_with_the_binary() {
-    let out = helm(&["lint", "--strict", &chart()]);
+    let out = helm(&["lint", "--strict", chart_dir()]);
     assert!(
         out.status.success(),
         "helm lint: {}",
         String::from_utf8_lossy(&out.stdout)
     );
     // A typo in values fails at install time.
-    let typo = helm(&["template", "t", &chart(), "--set", "gateway.replicsa=3"]);
+    let typo = helm(&["template", "t", chart_dir(), "--set", "gateway.replicsa=3"]);
     assert!(!typo.status.success());
     assert!(String::from_utf8_lossy(&typo.stderr).contains("replicsa"));
     // The chart README lists every value.
@@ -151,7 +122,7 @@ fn chart_renders_validate_against_the_api_server() {
     install_crds();
     let ns = namespace("helm-render");
     for (what, extra) in [("defaults", &[][..]), ("every feature", ALL_FEATURES)] {
-        let mut args = vec!["template", "atrium", chart_ref(), "-n", &ns];
+        let mut args = vec!["template", "atrium", chart_dir(), "-n", &ns];
         args.extend_from_slice(extra);
         let rendered = helm_ok(&args);
         assert!(rendered.contains("kind: Deployment"), "{what}");
@@ -202,11 +173,6 @@ fn chart_renders_validate_against_the_api_server() {
     }
 }
 
-fn chart_ref() -> &'static str {
-    static CHART: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CHART.get_or_init(chart)
-}
-
 fn pod_ips(ns: &str, component: &str) -> Vec<String> {
     kubectl_ok(
         &[
@@ -246,18 +212,23 @@ fn chart_installs_runs_with_its_own_rbac_upgrades_and_uninstalls() {
         "--set=gateway.replicas=1".to_owned(),
         "--set=controller.logFormat=text".to_owned(),
     ];
-    let mut install = vec![
-        "install",
-        release,
-        chart_ref(),
-        "-n",
-        &ns,
-        "--wait",
-        "--timeout",
-        "120s",
-    ];
-    install.extend(values.iter().map(String::as_str));
-    helm_ok(&install);
+    // `helm install|upgrade` of the release with these values (plus `extra`), waiting for it.
+    let deploy = |verb: &str, extra: &[&str]| {
+        let mut args = vec![
+            verb,
+            release,
+            chart_dir(),
+            "-n",
+            &ns,
+            "--wait",
+            "--timeout",
+            "120s",
+        ];
+        args.extend(values.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        helm_ok(&args);
+    };
+    deploy("install", &[]);
 
     // The chart's RBAC is enough: the controller pod reconciles the samples, the gateway pod
     // builds their route with its JWT key Secret.
@@ -309,19 +280,7 @@ fn chart_installs_runs_with_its_own_rbac_upgrades_and_uninstalls() {
     );
 
     // Upgrade and uninstall.
-    let mut upgrade = vec![
-        "upgrade",
-        release,
-        chart_ref(),
-        "-n",
-        &ns,
-        "--wait",
-        "--timeout",
-        "120s",
-    ];
-    upgrade.extend(values.iter().map(String::as_str));
-    upgrade.push("--set=controller.replicas=2");
-    helm_ok(&upgrade);
+    deploy("upgrade", &["--set=controller.replicas=2"]);
     let replicas = kubectl_ok(
         &[
             "get",

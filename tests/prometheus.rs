@@ -79,25 +79,20 @@ fn prometheus_discovers_and_scrapes_atrium_and_a_microservice() {
     install_crds();
     let ns = namespace("prom");
     let _runner = start_pod_runner(&ns);
-    let helm = kubectl_bin().with_file_name("helm");
-    let installed = Command::new(&helm)
-        .args(["install", "atrium-prom"])
-        .arg(repo().join("charts/atrium"))
-        .args(["-n", &ns, "--wait", "--timeout", "120s", "--kubeconfig"])
-        .arg(kubeconfig())
-        .args([
-            "--set=controller.replicas=1",
-            "--set=gateway.replicas=1",
-            &format!("--set=controller.watchNamespace={ns}"),
-            &format!("--set=gateway.watchNamespace={ns}"),
-        ])
-        .output()
-        .expect("helm runs");
-    assert!(
-        installed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
+    helm_ok(&[
+        "install",
+        "atrium-prom",
+        chart_dir(),
+        "-n",
+        &ns,
+        "--wait",
+        "--timeout",
+        "120s",
+        "--set=controller.replicas=1",
+        "--set=gateway.replicas=1",
+        &format!("--set=controller.watchNamespace={ns}"),
+        &format!("--set=gateway.watchNamespace={ns}"),
+    ]);
     apply_yaml(
         &ns,
         "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: web}\nspec:\n  image: atrium/demo-backend:0.1.0\n  args: [--name, web]\n  ports: [{name: http, port: 8080}]\n  healthCheck: {path: /healthz}\n  metrics: {port: 8080, path: /metrics}\n",

@@ -685,3 +685,31 @@ pub fn promtool_check_metrics(exposition: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Helm built with the control plane, run against the test cluster.
+pub fn helm(args: &[&str]) -> Output {
+    Command::new(env_path("ATRIUM_TEST_BIN_DIR").join("helm"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .output()
+        .expect("helm runs")
+}
+
+/// Like [`helm`], failing the test on an error; returns stdout.
+pub fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Helm chart's directory, as a helm argument.
+pub fn chart_dir() -> &'static str {
+    static CHART: OnceLock<String> = OnceLock::new();
+    CHART.get_or_init(|| repo().join("charts/atrium").display().to_string())
+}
