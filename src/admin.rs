@@ -1,5 +1,6 @@
 //! The controller's admin HTTP server: `/healthz` (process alive), `/readyz` (able to do its
-//! job) and `/metrics` (Prometheus text format from an owned registry).
+//! job: the API server answers and every watch is current) and `/metrics` (Prometheus text
+//! format from an owned registry).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,10 +13,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 
-/// Shared readiness flag, flipped by the role once it can serve.
+use crate::watch::WatchHealth;
+
+/// Shared readiness flag, flipped by the role once it can serve, plus the watches that must be
+/// current for `/readyz` to answer 200.
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    watches: Arc<std::sync::OnceLock<WatchHealth>>,
+    /// Since when `/readyz` has failed without a break, and how long `/livez` tolerates it.
+    stall: Arc<std::sync::Mutex<Stall>>,
+}
+
+#[derive(Debug, Default)]
+struct Stall {
+    since: Option<std::time::Instant>,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Health {
@@ -24,9 +37,66 @@ impl Health {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Whether the process is ready.
+    /// Whether the process is ready (the flag only; `/readyz` also asks the watches).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Makes `/readyz` also require that every watch in `watches` is current.
+    pub fn set_detail(&self, watches: WatchHealth) {
+        let _ = self.watches.set(watches);
+    }
+
+    /// Makes `/livez` fail once not ready for longer than `timeout` (zero: never).
+    pub fn set_stall_timeout(&self, timeout: std::time::Duration) {
+        self.stall_mut().timeout = (!timeout.is_zero()).then_some(timeout);
+    }
+
+    fn stall_mut(&self) -> std::sync::MutexGuard<'_, Stall> {
+        self.stall
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records whether the process is ready now (called periodically); returns the reason.
+    pub fn observe(&self) -> Option<String> {
+        let why = self.not_ready_reason();
+        let mut stall = self.stall_mut();
+        match &why {
+            None => stall.since = None,
+            Some(_) => {
+                stall.since.get_or_insert_with(std::time::Instant::now);
+            }
+        }
+        why
+    }
+
+    /// `None` while alive, else why a liveness probe should restart the process: not ready
+    /// now, and without a break for at least the stall timeout.
+    pub fn stalled_reason(&self) -> Option<String> {
+        let why = self.observe()?;
+        let stall = self.stall_mut();
+        let (since, timeout) = (stall.since?, stall.timeout?);
+        let for_ = since.elapsed();
+        (for_ >= timeout).then(|| {
+            format!(
+                "not ready for {}s (limit {}s):\n{why}",
+                for_.as_secs(),
+                timeout.as_secs(),
+            )
+        })
+    }
+
+    /// `None` when ready, else why not (one line per reason).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let mut why = String::new();
+        if !self.is_ready() {
+            why.push_str("the API server does not answer\n");
+        }
+        if let Some(w) = self.watches.get() {
+            why.push_str(&w.stale_summary());
+        }
+        (!why.is_empty()).then_some(why)
     }
 }
 
@@ -66,7 +136,7 @@ pub async fn bind(
         .map_err(|source| AdminError::Bind { addr, source })?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/livez", get(|| async { "ok\n" }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(AdminState { health, registry });
@@ -74,11 +144,17 @@ pub async fn bind(
     Ok((local, serve))
 }
 
+async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.health.stalled_reason() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {why}")),
+    }
+}
+
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    match state.health.observe() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\n{why}")),
     }
 }
 

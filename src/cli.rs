@@ -98,6 +98,11 @@ pub struct ControllerArgs {
         env = "ATRIUM_LEADER_ELECTION_ID"
     )]
     pub leader_election_id: String,
+    /// `/livez` fails once the API server has not answered, or a watch has not been current,
+    /// for this long (`30s`, `2m`; `0s` disables), so a liveness probe restarts a controller
+    /// whose watches stalled.
+    #[arg(long, default_value = "2m", value_parser = crate::api::duration::parse_duration, env = "ATRIUM_WATCH_STALL_TIMEOUT")]
+    pub watch_stall_timeout: std::time::Duration,
 }
 
 /// Flags of `atrium gateway`.
@@ -145,8 +150,9 @@ pub struct GatewayArgs {
     /// get 431.
     #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576), env = "ATRIUM_MAX_HEADER_SIZE")]
     pub max_header_size: u32,
-    /// Seconds to keep serving in-flight requests after SIGTERM before exiting (pingora waits
-    /// the whole period; keep it under the pod's terminationGracePeriodSeconds).
+    /// Seconds in-flight requests may take to finish after SIGTERM; the gateway exits as soon
+    /// as none is left, at the latest after this (keep it under the pod's
+    /// terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 15, env = "ATRIUM_GRACE_PERIOD")]
     pub grace_period: u64,
     /// Redis for `scope: Global` rate limits that set no `redis.url`, e.g.

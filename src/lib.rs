@@ -7,13 +7,16 @@
 
 pub mod admin;
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod forward;
 pub mod gateway;
 pub mod podrunner;
+pub mod registry;
 pub mod scope;
 pub mod telemetry;
 pub mod token;
 pub mod version;
+pub mod watch;

@@ -569,7 +569,7 @@ spec:
 }
 
 #[test]
-fn sigterm_lets_in_flight_requests_finish() {
+fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let slow = EchoBackend::start_with_delay("127.0.0.1", "slow", Duration::from_millis(1500));
     let dir = temp_dir("gw-drain");
     std::fs::write(dir.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: slow}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{rules: [{{backends: [{{microservice: slow}}]}}]}}\n", slow.port)).expect("write config");
@@ -578,7 +578,7 @@ fn sigterm_lets_in_flight_requests_finish() {
             "--config-dir",
             dir.to_str().expect("utf-8"),
             "--grace-period",
-            "10",
+            "60",
         ],
         &[],
     );
@@ -607,8 +607,34 @@ fn sigterm_lets_in_flight_requests_finish() {
         vec![200; 10],
         "every in-flight request completes during the grace period"
     );
-    let status = wait_until("the gateway to exit", Duration::from_secs(30), || {
-        gateway.0.try_wait().ok().flatten()
+    // It exits once they are done, not after its 60 s grace period.
+    let status = wait_until(
+        "the gateway to exit once nothing is in flight",
+        Duration::from_secs(30),
+        || gateway.0.try_wait().ok().flatten(),
+    );
+    assert!(status.success(), "graceful exit: {status:?}");
+
+    // With nothing in flight at all, SIGTERM ends it at once.
+    let (mut idle, _, _) = start_gateway(
+        &[
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+            "--grace-period",
+            "60",
+        ],
+        &[],
+    );
+    let pid = idle.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    let status = wait_until("an idle gateway to exit", Duration::from_secs(30), || {
+        idle.0.try_wait().ok().flatten()
     });
     assert!(status.success(), "graceful exit: {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -775,5 +801,70 @@ fn tls_listener_serves_http2_and_http1() {
             .then_some(())
     });
     assert!(trusts(&next_cert), "a broken renewal must not stop TLS");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A backend that sends 200 headers with `Content-Length: 1000`, 100 bytes of body, then resets
+/// the connection (SO_LINGER 0).
+fn resetting_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+            let _ = conn.write_all(&[b'x'; 100]);
+            let _ = conn.flush();
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
+        }
+    });
+    port
+}
+
+#[test]
+fn a_backend_that_fails_mid_body_truncates_the_response_without_gateway_bytes() {
+    let backend = resetting_backend();
+    let dir = temp_dir("gw-reset");
+    std::fs::write(dir.join("r.yaml"), format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: flaky}}\nspec: {{ports: [{{name: http, port: {backend}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: r}}\nspec: {{rules: [{{backends: [{{microservice: flaky}}]}}]}}\n")).expect("write config");
+    let (_gateway, port, admin) =
+        start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"GET /file HTTP/1.1\r\nHost: shop.local\r\n\r\n")
+        .expect("send");
+    // Read until the gateway closes the connection (a reset is an end too).
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("response headers arrived");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 1000"),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        "x".repeat(100),
+        "the client gets exactly the backend's bytes, then the connection closes"
+    );
+    let (_, metrics) = http_get(admin, "/metrics").expect("metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("atrium_gateway_requests_total{") && l.contains("code=\"502\"")),
+        "the cut-off response counts as a gateway error"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

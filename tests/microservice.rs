@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// (observedGeneration, Reconciling status) as a watcher saw them.
 type Seen = (Option<i64>, String);
+/// (observedGeneration, Ready status, Reconciling reason) as a watcher saw them.
+type Scale = (Option<i64>, String, String);
 
 fn cond(s: Option<&MicroserviceStatus>, ty: &str) -> Option<(String, String, String)> {
     s.and_then(|s| find(&s.conditions, ty))
@@ -43,6 +45,77 @@ async fn wait_status(
 fn is_ready(m: &Microservice) -> bool {
     cond(m.status.as_ref(), c::READY).is_some_and(|c| c.0 == "True")
         && m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation
+}
+
+/// Every Warning event of `name` with its count (Events repeat by counting up).
+fn warnings(ns: &str, name: &str) -> String {
+    kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            &format!("involvedObject.name={name},type=Warning"),
+            "-o",
+            r#"jsonpath={range .items[*]}{.reason}/{.count}/{.series.count}{"\n"}{end}"#,
+        ],
+        None,
+    )
+}
+
+/// Several multi-replica services at once: the EndpointSlice controller lags behind the
+/// Deployments, and `Ready` must wait until the ready endpoints cover every replica.
+#[tokio::test]
+async fn ready_means_every_replica_is_a_ready_endpoint() {
+    assert_hermetic_network();
+    let ns = namespace("ms-replicas");
+    let (_controller, _) = start_controller(&ns);
+    let client = client().await;
+    let mss: Api<Microservice> = Api::namespaced(client.clone(), &ns);
+    let seen: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let recorder = {
+        let seen = seen.clone();
+        let stream = watcher(mss.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(m)) = stream.next().await {
+                if cond(m.status.as_ref(), c::READY).is_some_and(|c| c.0 == "True") {
+                    let ready = m
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.endpoints.as_ref())
+                        .map_or(0, |e| e.ready);
+                    seen.lock()
+                        .expect("lock")
+                        .push((m.metadata.name.clone().unwrap_or_default(), ready));
+                }
+            }
+        })
+    };
+    let names: Vec<String> = (0..6).map(|i| format!("multi-{i}")).collect();
+    let all: String = names
+        .iter()
+        .map(|n| format!("apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: {n}}}\nspec: {{image: registry.local/{n}:1, replicas: 3, ports: [{{name: http, port: 8080}}]}}\n---\n"))
+        .collect();
+    apply_yaml(&ns, &all);
+    for n in &names {
+        wait_status(&mss, n, "Ready", is_ready).await;
+    }
+    recorder.abort();
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen.iter()
+            .map(|(n, _)| n)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        names.len(),
+        "the recorder saw every Microservice Ready: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, ready)| *ready >= 3),
+        "Ready was reported before every replica was a ready endpoint: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -214,15 +287,59 @@ spec:
         .map(|p| p.containers[0].image.clone());
     assert_eq!(image, Some(Some("nginx:1.28".to_owned())));
 
-    // kubectl scale on the Microservice: the Deployment follows.
+    // kubectl scale on the Microservice: the Deployment follows. A scale is not a rollout:
+    // Ready stays True throughout (Reconciling=True, reason Scaling), and no warning is raised.
+    let scaling: Arc<Mutex<Vec<Scale>>> = Arc::default();
+    let recorder = {
+        let seen = scaling.clone();
+        let cfg = watcher::Config::default().fields("metadata.name=web");
+        let stream = watcher(mss.clone(), cfg).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(m)) = stream.next().await {
+                let status = m.status.as_ref();
+                let ready = cond(status, c::READY).map(|c| c.0).unwrap_or_default();
+                let reconciling = cond(status, c::RECONCILING)
+                    .map(|c| c.1)
+                    .unwrap_or_default();
+                seen.lock().expect("lock").push((
+                    status.and_then(|s| s.observed_generation),
+                    ready,
+                    reconciling,
+                ));
+            }
+        })
+    };
+    let before_scale = mss.get("web").await.expect("get").metadata.generation;
+    let warnings_before = warnings(&ns, "web");
     kubectl_ok(
         &["scale", "-n", &ns, "microservice/web", "--replicas=3"],
         None,
     );
-    wait_status(&mss, "web", "3 ready replicas", |m| {
-        is_ready(m) && m.status.as_ref().is_some_and(|s| s.ready_replicas == 3)
+    wait_status(&mss, "web", "3 ready replicas and endpoints", |m| {
+        is_ready(m)
+            && m.status.as_ref().is_some_and(|s| {
+                s.ready_replicas == 3 && s.endpoints.as_ref().is_some_and(|e| e.ready == 3)
+            })
+            && cond(m.status.as_ref(), c::RECONCILING).is_some_and(|c| c.0 == "False")
     })
     .await;
+    recorder.abort();
+    let scaling = scaling.lock().expect("lock").clone();
+    let during: Vec<_> = scaling.iter().filter(|(g, ..)| *g > before_scale).collect();
+    assert!(
+        during.iter().any(|(_, _, r)| r == "Scaling"),
+        "the scale was reported as Scaling: {scaling:?}"
+    );
+    assert!(
+        during.iter().all(|(_, ready, _)| ready == "True"),
+        "Ready stayed True while scaling: {scaling:?}"
+    );
+    assert_eq!(
+        warnings(&ns, "web"),
+        warnings_before,
+        "no Warning event for a scale"
+    );
     assert_eq!(
         deps.get("web")
             .await

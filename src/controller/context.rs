@@ -57,6 +57,8 @@ pub struct Memory {
     pub children: Option<Children>,
     /// Replicas last applied to the Deployment.
     pub replicas: Option<i32>,
+    /// Hash of the pod template last applied and the Deployment generation it arrived in.
+    pub template: Option<(u64, i64)>,
     /// ConfigMaps this Microservice already holds as an owner (no need to patch them again).
     pub held: std::collections::BTreeSet<String>,
 }

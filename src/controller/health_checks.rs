@@ -61,6 +61,15 @@ pub struct HealthChecks {
     events: Events,
 }
 
+impl Drop for HealthChecks {
+    /// The checks stop with the reconcilers that own them (shutdown, or a lost leader Lease).
+    fn drop(&mut self) {
+        for c in lock(&self.checks).values() {
+            c.task.abort();
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,9 +1,11 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, the way controller-runtime does it:
 //! every replica serves `/healthz`, `/readyz` and `/metrics`, only the holder of the Lease
 //! reconciles. The holder renews every [`RENEW`]; another replica takes over once a Lease has
-//! not been renewed for its duration. A leader that cannot renew in time stops reconciling
-//! (the process exits and its Deployment restarts it as a follower), so two leaders never act
-//! at once for longer than the clock skew between them.
+//! not been renewed for its duration. A leader that cannot renew in time stops reconciling and
+//! competes again as a follower (the process keeps running), so two leaders never act at once
+//! for longer than the clock skew between them. On SIGTERM the leader stops reconciling, then
+//! releases the Lease (empty holder, as client-go's `ReleaseOnCancel`), so a follower takes
+//! over within one [`RETRY`] instead of waiting out [`LEASE_DURATION`].
 
 use std::time::Duration;
 
@@ -100,6 +102,36 @@ impl Elector {
             Ok(_) => Ok(Attempt::Held),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Taken(holder)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the Lease up if this replica holds it (on shutdown, after reconciling stopped).
+    pub async fn release(&self) {
+        let lease = match self.api.get_opt(&self.name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(lease = %self.name, error = %e, "cannot release the lease; it expires by itself");
+                return;
+            }
+        };
+        let mut lease = lease;
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(now());
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => info!(lease = %self.name, identity = %self.identity, "released the lease"),
+            Err(e) => {
+                warn!(lease = %self.name, error = %e, "cannot release the lease; it expires by itself");
+            }
         }
     }
 

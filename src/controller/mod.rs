@@ -24,9 +24,12 @@ use tracing::{info, warn};
 
 use crate::admin::{self, Health};
 use crate::cli::ControllerArgs;
+use crate::watch::WatchHealth;
 
 /// How often the controller checks that the API server still answers (drives `/readyz`).
-const API_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+const API_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How long that check may take: a paused API server accepts connections but never answers.
+const API_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors that stop the controller.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +54,6 @@ pub enum ControllerError {
     /// The admin server failed.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
-    /// This replica stopped holding the leader Lease; it exits so it restarts as a follower.
-    #[error("lost the leader election lease; exiting so that only one replica reconciles")]
-    LostLeadership,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -81,6 +81,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             })?;
     info!(%url, server_version = %server.git_version, "connected to the Kubernetes API server");
     let metrics = metrics::ControllerMetrics::register(&registry)?;
+    let watches = WatchHealth::new();
+    registry.register(Box::new(watches.clone()))?;
     health.set_ready(true);
     let elector = args.leader_elect.then(|| {
         let namespace = args
@@ -97,48 +99,100 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             &identity,
         )
     });
-    if let Some(e) = &elector {
-        tokio::select! {
-            () = shutdown_signal() => { info!("shutting down"); return Ok(()); }
-            () = e.acquire() => {}
+    health.set_detail(watches.clone());
+    health.set_stall_timeout(args.watch_stall_timeout);
+    tokio::spawn(watch_api(client.clone(), health.clone()));
+    let mut admin_task = admin_task;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+
+    // A leader that loses its Lease (say the API server was away longer than the Lease lasts)
+    // stops reconciling and competes again, instead of exiting: a short API outage must not
+    // restart every replica.
+    loop {
+        if let Some(e) = &elector {
+            tokio::select! {
+                () = &mut shutdown => { info!("shutting down"); return Ok(()); }
+                () = e.acquire() => {}
+            }
+        }
+        let outcome = {
+            let controllers = run::controllers(
+                client.clone(),
+                args.watch_namespace.clone(),
+                metrics.clone(),
+                watches.clone(),
+            );
+            let keep = async {
+                match &elector {
+                    Some(e) => e.keep().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => Outcome::Shutdown,
+                () = controllers => Outcome::Stopped,
+                () = keep => Outcome::LostLease,
+                res = &mut admin_task => Outcome::Admin(res),
+            }
+            // The reconcilers are dropped here, before the Lease is released or re-contested.
+        };
+        match outcome {
+            Outcome::Shutdown => {
+                info!("shutting down");
+                if let Some(e) = &elector {
+                    e.release().await;
+                }
+                return Ok(());
+            }
+            Outcome::Stopped => {
+                warn!("the controllers stopped");
+                return Ok(());
+            }
+            Outcome::LostLease => {
+                warn!("lost the leader election lease; stopped reconciling, competing again");
+                watches.clear();
+            }
+            Outcome::Admin(res) => {
+                if let Ok(Err(e)) = res {
+                    return Err(e.into());
+                }
+                return Ok(());
+            }
         }
     }
-    let keep = async {
-        match &elector {
-            Some(e) => e.keep().await,
-            None => std::future::pending().await,
-        }
-    };
-    let controllers = run::controllers(client.clone(), args.watch_namespace.clone(), metrics);
+}
 
-    let watch_api = async {
-        let mut interval = tokio::time::interval(API_CHECK_INTERVAL);
-        loop {
-            interval.tick().await;
-            match client.apiserver_version().await {
-                Ok(_) => health.set_ready(true),
-                Err(e) => {
-                    if health.is_ready() {
-                        warn!(error = %e, "the API server stopped answering; reporting not ready");
-                    }
-                    health.set_ready(false);
+/// Why one leadership term ended.
+enum Outcome {
+    Shutdown,
+    Stopped,
+    LostLease,
+    Admin(Result<Result<(), admin::AdminError>, tokio::task::JoinError>),
+}
+
+/// Keeps `health` ready while the API server answers within [`API_CHECK_TIMEOUT`], and
+/// records how long it has not been ready (for `/livez`).
+async fn watch_api(client: kube::Client, health: Health) {
+    let mut interval = tokio::time::interval(API_CHECK_INTERVAL);
+    loop {
+        interval.tick().await;
+        let answer = tokio::time::timeout(API_CHECK_TIMEOUT, client.apiserver_version()).await;
+        let ok = matches!(answer, Ok(Ok(_)));
+        if ok && !health.is_ready() {
+            info!("the API server answers again");
+        } else if !ok && health.is_ready() {
+            match answer {
+                Ok(Err(e)) => {
+                    warn!(error = %e, "the API server stopped answering; reporting not ready");
+                }
+                _ => {
+                    warn!(timeout = ?API_CHECK_TIMEOUT, "the API server did not answer in time; reporting not ready")
                 }
             }
         }
-    };
-
-    tokio::select! {
-        () = shutdown_signal() => info!("shutting down"),
-        () = watch_api => {},
-        () = controllers => warn!("the controllers stopped"),
-        () = keep => return Err(ControllerError::LostLeadership),
-        res = admin_task => {
-            if let Ok(Err(e)) = res {
-                return Err(e.into());
-            }
-        }
+        health.set_ready(ok);
+        health.observe();
     }
-    Ok(())
 }
 
 fn hostname() -> String {

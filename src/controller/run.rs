@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::scope::api;
+use crate::watch::{WatchHealth, resilient};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -28,31 +29,55 @@ use super::service_config;
 use crate::api::conditions;
 use crate::api::{GatewayRoute, Microservice, ServiceConfig};
 
-/// Runs every reconciler; resolves only when they all stop.
-pub async fn controllers(client: Client, namespace: Option<String>, metrics: ControllerMetrics) {
+/// Runs every reconciler; resolves only when they all stop. Every watch is a
+/// [`resilient`](crate::watch::resilient) one recorded in `health`.
+pub async fn controllers(
+    client: Client,
+    namespace: Option<String>,
+    metrics: ControllerMetrics,
+    health: WatchHealth,
+) {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
-    let controller = Controller::new(api::<Microservice>(&client, ns), cfg.clone());
-    let ms_store = controller.store();
+    let h = &health;
+    let (ms_store, ms_writer) = reflector::store::<Microservice>();
+    let controller = Controller::for_stream(
+        reflector::reflector(
+            ms_writer,
+            resilient(
+                "microservices",
+                api::<Microservice>(&client, ns),
+                cfg.clone(),
+                h,
+            ),
+        )
+        .applied_objects(),
+        ms_store.clone(),
+    );
 
     // ServiceConfigs and EndpointSlices: cached for reconciles and mapped to the
     // Microservices they affect.
     let (sc_store, sc_writer) = reflector::store::<ServiceConfig>();
     let sc_stream = reflector::reflector(
         sc_writer,
-        watcher(api::<ServiceConfig>(&client, ns), cfg.clone()),
+        resilient(
+            "serviceconfigs",
+            api::<ServiceConfig>(&client, ns),
+            cfg.clone(),
+            h,
+        ),
     )
-    .default_backoff()
     .touched_objects();
     let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
     let slice_stream = reflector::reflector(
         slice_writer,
-        watcher(
+        resilient(
+            "endpointslices",
             api::<EndpointSlice>(&client, ns),
-            cfg.clone().labels("kubernetes.io/service-name"),
+            cfg.clone().labels(crate::registry::SERVICE_NAME_LABEL),
+            h,
         ),
     )
-    .default_backoff()
     .touched_objects();
 
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -94,7 +119,7 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
     };
     let slice_owner = |slice: EndpointSlice| {
         let ns = slice.namespace();
-        slice.labels().get("kubernetes.io/service-name").map(|svc| {
+        crate::registry::service_of(&slice).map(|svc| {
             let r = ObjectRef::<Microservice>::new(svc);
             match ns {
                 Some(ns) => r.within(&ns),
@@ -105,11 +130,34 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
 
     let janitor = janitor(ctx.clone());
     let run = controller
-        .owns(api::<Deployment>(&client, ns), cfg.clone())
-        .owns(api::<Service>(&client, ns), cfg.clone())
-        .owns(api::<HorizontalPodAutoscaler>(&client, ns), cfg.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), cfg.clone())
-        .watches(api::<Microservice>(&client, ns), cfg.clone(), dependents)
+        .owns_stream(objects(
+            "deployments",
+            api::<Deployment>(&client, ns),
+            &cfg,
+            h,
+        ))
+        .owns_stream(objects("services", api::<Service>(&client, ns), &cfg, h))
+        .owns_stream(objects(
+            "horizontalpodautoscalers",
+            api::<HorizontalPodAutoscaler>(&client, ns),
+            &cfg,
+            h,
+        ))
+        .owns_stream(objects(
+            "poddisruptionbudgets",
+            api::<PodDisruptionBudget>(&client, ns),
+            &cfg,
+            h,
+        ))
+        .watches_stream(
+            objects(
+                "microservices/dependents",
+                api::<Microservice>(&client, ns),
+                &cfg,
+                h,
+            ),
+            dependents,
+        )
         .watches_stream(sc_stream, users_of_config)
         .watches_stream(slice_stream, slice_owner)
         .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
@@ -138,27 +186,50 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
             })
             .collect::<Vec<_>>()
     };
-    let configs = Controller::new(api::<ServiceConfig>(&client, ns), cfg.clone())
-        .owns(
-            api::<ConfigMap>(&client, ns),
-            cfg.clone().labels(service_config::revision::CONFIG_LABEL),
+    let (configs_store, configs_writer) = reflector::store::<ServiceConfig>();
+    let configs = Controller::for_stream(
+        reflector::reflector(
+            configs_writer,
+            resilient(
+                "serviceconfigs/reconciler",
+                api::<ServiceConfig>(&client, ns),
+                cfg.clone(),
+                h,
+            ),
         )
-        .watches(api::<Microservice>(&client, ns), cfg.clone(), configs_of)
-        .run(
-            |sc, ctx| {
-                let metrics = ctx.metrics.clone();
-                measured(
-                    service_config::CONTROLLER,
-                    metrics,
-                    service_config::reconcile(sc, ctx),
-                )
-            },
-            service_config::error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_outcome);
+        .applied_objects(),
+        configs_store,
+    )
+    .owns_stream(objects(
+        "configmaps",
+        api::<ConfigMap>(&client, ns),
+        &cfg.clone().labels(service_config::revision::CONFIG_LABEL),
+        h,
+    ))
+    .watches_stream(
+        objects(
+            "microservices/configs",
+            api::<Microservice>(&client, ns),
+            &cfg,
+            h,
+        ),
+        configs_of,
+    )
+    .run(
+        |sc, ctx| {
+            let metrics = ctx.metrics.clone();
+            measured(
+                service_config::CONTROLLER,
+                metrics,
+                service_config::reconcile(sc, ctx),
+            )
+        },
+        service_config::error_policy,
+        ctx.clone(),
+    )
+    .for_each(log_outcome);
 
-    let routes = route_controller(&client, ns, &cfg, ms_store.clone(), ctx_for_routes);
+    let routes = route_controller(&client, ns, &cfg, h, ctx_for_routes);
 
     tokio::select! {
         () = run => {},
@@ -166,6 +237,19 @@ pub async fn controllers(client: Client, namespace: Option<String>, metrics: Con
         () = routes => {},
         () = janitor => {},
     }
+}
+
+/// A resilient watch on `api` as a stream of the objects it sees change (no cache).
+fn objects<K>(
+    name: &str,
+    api: kube::Api<K>,
+    cfg: &watcher::Config,
+    health: &WatchHealth,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    resilient(name, api, cfg.clone(), health).touched_objects()
 }
 
 async fn log_outcome<K, E: std::fmt::Display>(res: Result<(ObjectRef<K>, Action), E>)
@@ -253,18 +337,36 @@ fn route_controller(
     client: &Client,
     ns: Option<&str>,
     cfg: &watcher::Config,
-    _microservices: kube::runtime::reflector::Store<Microservice>,
+    h: &WatchHealth,
     ctx: Arc<Context>,
 ) -> impl std::future::Future<Output = ()> {
-    let controller = Controller::new(api::<GatewayRoute>(client, ns), cfg.clone());
-    let routes = controller.store();
+    let (routes, routes_writer) = reflector::store::<GatewayRoute>();
+    let controller = Controller::for_stream(
+        reflector::reflector(
+            routes_writer,
+            resilient(
+                "gatewayroutes",
+                api::<GatewayRoute>(client, ns),
+                cfg.clone(),
+                h,
+            ),
+        )
+        .applied_objects(),
+        routes.clone(),
+    );
     let _ = ctx.routes.set(routes.clone());
     let (services, writer) = reflector::store::<Service>();
     let _ = ctx.services.set(services);
-    let service_stream =
-        reflector::reflector(writer, watcher(api::<Service>(client, ns), cfg.clone()))
-            .default_backoff()
-            .touched_objects();
+    let service_stream = reflector::reflector(
+        writer,
+        resilient(
+            "services/routes",
+            api::<Service>(client, ns),
+            cfg.clone(),
+            h,
+        ),
+    )
+    .touched_objects();
     let naming = move |ns: Option<String>, name: String, by_service: bool| {
         routes
             .state()
@@ -305,8 +407,24 @@ fn route_controller(
         }
     };
     controller
-        .watches(api::<Microservice>(client, ns), cfg.clone(), by_ms)
-        .watches(api::<GatewayRoute>(client, ns), cfg.clone(), same_namespace)
+        .watches_stream(
+            objects(
+                "microservices/routes",
+                api::<Microservice>(client, ns),
+                cfg,
+                h,
+            ),
+            by_ms,
+        )
+        .watches_stream(
+            objects(
+                "gatewayroutes/namespace",
+                api::<GatewayRoute>(client, ns),
+                cfg,
+                h,
+            ),
+            same_namespace,
+        )
         .watches_stream(service_stream, by_svc)
         .run(
             |route, ctx: Arc<Context>| {

@@ -19,6 +19,7 @@ pub struct AdminApp {
     table: Arc<ArcSwap<RouteTable>>,
     ready: Arc<AtomicBool>,
     outliers: Arc<Outliers>,
+    watches: Option<crate::watch::WatchHealth>,
 }
 
 impl AdminApp {
@@ -34,7 +35,36 @@ impl AdminApp {
             table,
             ready,
             outliers,
+            watches: None,
         }
+    }
+
+    /// Adds the watches' state to `/readyz`: while one is not current the gateway still answers
+    /// 200 (it serves its last route table) and says that the table may be stale.
+    pub fn with_watches(mut self, watches: crate::watch::WatchHealth) -> Self {
+        self.watches = Some(watches);
+        self
+    }
+
+    fn readyz(&self) -> Response<Vec<u8>> {
+        if !self.ready.load(Ordering::Acquire) {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                b"no route table yet\n".to_vec(),
+            );
+        }
+        let stale = self
+            .watches
+            .as_ref()
+            .map(crate::watch::WatchHealth::stale_summary)
+            .unwrap_or_default();
+        let body = if stale.is_empty() {
+            "ok\n".to_owned()
+        } else {
+            format!("ok: serving the last route table; config stale\n{stale}")
+        };
+        respond(StatusCode::OK, "text/plain", body.into_bytes())
     }
 }
 
@@ -55,14 +85,7 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/healthz" | "/livez" => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
-                respond(StatusCode::OK, "text/plain", b"ok\n".to_vec())
-            }
-            "/readyz" => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                b"no route table yet\n".to_vec(),
-            ),
+            "/readyz" => self.readyz(),
             "/registry" => {
                 let table = self.table.load();
                 let outliers = &self.outliers;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::scope::api;
+use crate::watch::{WatchHealth, resilient};
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -40,15 +41,26 @@ pub enum ClusterError {
     Runtime(#[source] std::io::Error),
 }
 
+/// What cluster mode watches and where it puts the result.
+pub struct ClusterSource {
+    /// Only this namespace, when set (`--watch-namespace`).
+    pub namespace: Option<String>,
+    /// Namespaces whose Secrets are watched (`--secret-namespaces`; empty: as `namespace`).
+    pub secret_namespaces: Vec<String>,
+    /// The route table to swap new builds into.
+    pub table: Arc<ArcSwap<RouteTable>>,
+    /// Set once the first complete table is in place.
+    pub ready: Arc<AtomicBool>,
+    /// Build metrics.
+    pub updates: TableMetrics,
+    /// Shared policy state.
+    pub env: PolicyEnv,
+    /// Whether each watch is current (`/readyz`, `atrium_gateway_config_stale`).
+    pub health: WatchHealth,
+}
+
 /// Starts the watchers on their own thread; returns once the client is configured.
-pub fn start(
-    namespace: Option<String>,
-    secret_namespaces: Vec<String>,
-    table: Arc<ArcSwap<RouteTable>>,
-    ready: Arc<AtomicBool>,
-    updates: TableMetrics,
-    env: PolicyEnv,
-) -> Result<(), ClusterError> {
+pub fn start(source: ClusterSource) -> Result<(), ClusterError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -60,30 +72,22 @@ pub fn start(
     })?;
     std::thread::Builder::new()
         .name("atrium-watch".into())
-        .spawn(move || {
-            rt.block_on(watch(
-                client,
-                namespace,
-                secret_namespaces,
-                table,
-                ready,
-                updates,
-                env,
-            ))
-        })
+        .spawn(move || rt.block_on(watch(client, source)))
         .map_err(ClusterError::Runtime)?;
     Ok(())
 }
 
-async fn watch(
-    client: Client,
-    namespace: Option<String>,
-    secret_namespaces: Vec<String>,
-    table: Arc<ArcSwap<RouteTable>>,
-    ready: Arc<AtomicBool>,
-    updates: TableMetrics,
-    env: PolicyEnv,
-) {
+async fn watch(client: Client, source: ClusterSource) {
+    let ClusterSource {
+        namespace,
+        secret_namespaces,
+        table,
+        ready,
+        updates,
+        env,
+        health,
+    } = source;
+    let h = &health;
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
     let (routes, w1) = reflector::store::<GatewayRoute>();
@@ -103,25 +107,34 @@ async fn watch(
                                 return;
                             }
                         }
-                        Err(e) => warn!(watch = name, error = %e, "watch error; retrying"),
+                        // `resilient` logs and retries errors itself; none reach here.
+                        Err(e) => warn!(watch = name, error = %e, "watch error"),
                     }
                 }
             });
         };
     notify(
         "gatewayroutes",
-        reflect(w1, api::<GatewayRoute>(&client, ns), cfg.clone()),
+        reflect(
+            "gatewayroutes",
+            w1,
+            api::<GatewayRoute>(&client, ns),
+            cfg.clone(),
+            h,
+        ),
     );
     notify(
         "services",
-        reflect(w2, api::<Service>(&client, ns), cfg.clone()),
+        reflect("services", w2, api::<Service>(&client, ns), cfg.clone(), h),
     );
     notify(
         "endpointslices",
         reflect(
+            "endpointslices",
             w3,
             api::<EndpointSlice>(&client, ns),
-            cfg.clone().labels("kubernetes.io/service-name"),
+            cfg.clone().labels(crate::registry::SERVICE_NAME_LABEL),
+            h,
         ),
     );
     // Secrets: one watch per allowed namespace (least privilege: a Role in each), else the
@@ -137,9 +150,11 @@ async fn watch(
         notify(
             "secrets",
             reflect(
+                &format!("secrets/{}", scope.as_deref().unwrap_or("all")),
                 writer,
                 api::<Secret>(&client, scope.as_deref()),
                 cfg.clone(),
+                h,
             ),
         );
         secrets.push(store);
@@ -169,11 +184,14 @@ async fn watch(
     }
 }
 
-/// A reflector filling `writer` from a watch on `api`, as a stream of "something changed".
+/// A reflector filling `writer` from a resilient watch on `api`, as a stream of "something
+/// changed".
 fn reflect<K>(
+    name: &str,
     writer: reflector::store::Writer<K>,
     api: kube::Api<K>,
     cfg: watcher::Config,
+    health: &WatchHealth,
 ) -> futures::stream::BoxStream<'static, Result<(), watcher::Error>>
 where
     K: kube::Resource
@@ -185,8 +203,7 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    reflector::reflector(writer, watcher(api, cfg))
-        .default_backoff()
+    reflector::reflector(writer, resilient(name, api, cfg, health))
         .touched_objects()
         .map(|r| r.map(|_| ()))
         .boxed()
@@ -252,7 +269,7 @@ pub fn inputs(stores: &Stores) -> Inputs {
         })
         .collect();
     for slice in slices.state() {
-        let Some(svc) = slice.labels().get("kubernetes.io/service-name") else {
+        let Some(svc) = crate::registry::service_of(&slice) else {
             continue;
         };
         let key = format!("{}/{svc}", slice.namespace().unwrap_or_default());
@@ -270,20 +287,14 @@ pub fn inputs(stores: &Stores) -> Inputs {
                 ))
             })
             .collect();
-        for ep in &slice.endpoints {
-            let c = ep.conditions.clone().unwrap_or_default();
-            // Kubernetes: a nil ready means ready; serving defaults to ready.
-            let ready = c.ready.unwrap_or(true) && !c.terminating.unwrap_or(false);
-            let serving = c.serving.unwrap_or(ready);
-            for a in &ep.addresses {
-                if let Ok(ip) = a.parse::<IpAddr>() {
-                    entry.endpoints.push(Endpoint {
-                        ip,
-                        ports: ports.clone(),
-                        ready,
-                        serving,
-                    });
-                }
+        for a in crate::registry::addresses(&slice) {
+            if let Ok(ip) = a.address.parse::<IpAddr>() {
+                entry.endpoints.push(Endpoint {
+                    ip,
+                    ports: ports.clone(),
+                    ready: a.readiness.ready,
+                    serving: a.readiness.serving,
+                });
             }
         }
     }

@@ -7,6 +7,36 @@ use super::table::RouteTable;
 
 /// Metrics of route-table builds.
 #[derive(Clone)]
+/// `atrium_gateway_config_stale`: 1 while a watch feeding the route table is not current (the
+/// gateway keeps serving its last table), computed when scraped.
+pub struct ConfigStale {
+    watches: crate::watch::WatchHealth,
+    gauge: prometheus::IntGauge,
+}
+
+impl ConfigStale {
+    /// A gauge over `watches`.
+    pub fn new(watches: crate::watch::WatchHealth) -> Result<Self, prometheus::Error> {
+        let gauge = prometheus::IntGauge::new(
+            "atrium_gateway_config_stale",
+            "1 while the route table may be out of date because a watch is not current (the last table keeps serving)",
+        )?;
+        Ok(Self { watches, gauge })
+    }
+}
+
+impl prometheus::core::Collector for ConfigStale {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set(i64::from(!self.watches.all_current()));
+        self.gauge.collect()
+    }
+}
+
+/// Metrics of route table builds.
 pub struct TableMetrics {
     /// `atrium_gateway_route_table_updates_total{result}`: `ok`, or `partial` when objects
     /// were skipped.

@@ -11,6 +11,7 @@ mod admin_app;
 pub mod balance;
 pub mod cert_reload;
 pub mod cluster;
+pub mod drain;
 pub mod files;
 pub mod headers;
 pub mod matcher;
@@ -64,7 +65,8 @@ pub enum GatewayError {
     },
 }
 
-/// Runs the gateway until SIGTERM (graceful, after `--grace-period`) or SIGINT.
+/// Runs the gateway until SIGTERM (graceful: in-flight requests finish, for at most
+/// `--grace-period`) or SIGINT.
 pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     info!(version = %crate::version::summary(), "starting gateway");
     // pingora panics on a listen address it cannot bind; check first for a clear error.
@@ -82,6 +84,9 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    let watches = crate::watch::WatchHealth::new();
+    registry.register(Box::new(watches.clone()))?;
+    registry.register(Box::new(metrics::ConfigStale::new(watches.clone())?))?;
     let env = policy::PolicyEnv::live(
         policy_settings(&args)?,
         policy::PolicyMetrics::register(&registry)?,
@@ -93,14 +98,15 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             ready.store(true, Ordering::Release);
             watch_dir(dir.clone(), table.clone(), updates, env);
         }
-        None => cluster::start(
-            args.watch_namespace.clone(),
-            args.secret_namespaces.clone(),
-            table.clone(),
-            ready.clone(),
+        None => cluster::start(cluster::ClusterSource {
+            namespace: args.watch_namespace.clone(),
+            secret_namespaces: args.secret_namespaces.clone(),
+            table: table.clone(),
+            ready: ready.clone(),
             updates,
             env,
-        )?,
+            health: watches.clone(),
+        })?,
     }
 
     let conf = ServerConf {
@@ -110,17 +116,20 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
+    let requests = drain::Requests::default();
     server.bootstrap();
 
     let mut admin = Service::new(
         "atrium admin".to_owned(),
-        admin_app::AdminApp::new(registry, table.clone(), ready, outliers.clone()),
+        admin_app::AdminApp::new(registry, table.clone(), ready, outliers.clone())
+            .with_watches(watches),
     );
     admin.add_tcp(&args.admin_listen.to_string());
     let mut front = pingora::proxy::http_proxy_service(
         &server.configuration,
         proxy::Gateway::new(table, request_metrics, args.max_header_size as usize)
             .with_outliers(outliers)
+            .with_requests(requests.clone())
             .with_access_log_rate(args.access_log_sample_rate),
     );
     front.add_tcp(&args.listen.to_string());
@@ -159,7 +168,12 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     server.add_service(front);
 
     info!(listen = %args.listen, admin = %args.admin_listen, "gateway listening");
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(drain::Draining::new(
+            requests,
+            std::time::Duration::from_secs(args.grace_period),
+        )),
+    });
     info!("gateway stopped");
     Ok(())
 }

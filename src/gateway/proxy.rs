@@ -33,9 +33,16 @@ pub struct Gateway {
     max_header_size: usize,
     outliers: Arc<Outliers>,
     access_log: Sampler,
+    requests: super::drain::Requests,
 }
 
 impl Gateway {
+    /// Counts requests in flight in `requests` (so SIGTERM can exit once they are done).
+    pub fn with_requests(mut self, requests: super::drain::Requests) -> Self {
+        self.requests = requests;
+        self
+    }
+
     /// Logs only a `rate` share of requests (5xx answers always).
     pub fn with_access_log_rate(mut self, rate: f64) -> Self {
         self.access_log = Sampler::new(rate);
@@ -72,6 +79,7 @@ impl Gateway {
             max_header_size,
             outliers: Arc::default(),
             access_log: Sampler::new(1.0),
+            requests: super::drain::Requests::default(),
         }
     }
 }
@@ -92,6 +100,11 @@ pub struct Ctx {
     status_retry: bool,
     /// What the rule's policies learnt (claims, quota headers).
     policy: RequestState,
+    /// The upstream failed after the response headers were sent; the client connection was
+    /// closed mid-response instead of completing it.
+    aborted: bool,
+    /// Counts this request as in flight until the context is dropped.
+    _in_flight: super::drain::InFlight,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -222,6 +235,8 @@ impl ProxyHttp for Gateway {
             upstream_start: None,
             status_retry: false,
             policy: RequestState::default(),
+            aborted: false,
+            _in_flight: self.requests.start(),
         }
     }
 
@@ -535,6 +550,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // Headers (and maybe part of the body) already went to the client: the one honest
+        // signal left is to close the connection, so the client sees a truncated response.
+        // Never mix the gateway's own bytes into a backend's body.
+        if let Some(sent) = session.response_written() {
+            ctx.aborted = true;
+            return FailToProxy {
+                error_code: sent.status.as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
         let (code, kind) = match e.etype() {
             ErrorType::HTTPStatus(c) => (*c, "proxy_error"),
             ErrorType::ReadTimedout | ErrorType::ConnectTimedout | ErrorType::WriteTimedout => {
@@ -559,7 +584,12 @@ impl ProxyHttp for Gateway {
         if let (Some(rule), Some(addr)) = (&ctx.rule, ctx.upstream) {
             rule.release(addr);
         }
-        let code = session.response_written().map_or(0, |r| r.status.as_u16());
+        // A response cut off after its headers counts as the bad gateway it was.
+        let code = match session.response_written() {
+            _ if ctx.aborted => 502,
+            Some(r) => r.status.as_u16(),
+            None => 0,
+        };
         let route = ctx.rule.as_ref().map_or("none", |r| r.id.as_str());
         let req = session.req_header();
         let method = method_label(req.method.as_str());
@@ -572,7 +602,7 @@ impl ProxyHttp for Gateway {
             .duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        if code < 500 && !self.access_log.sample() {
+        if code < 500 && !ctx.aborted && !self.access_log.sample() {
             return;
         }
         info!(
@@ -586,6 +616,7 @@ impl ProxyHttp for Gateway {
             bytes = session.body_bytes_sent(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = ctx.request_id.as_str(),
+            aborted = ctx.aborted,
             "request"
         );
     }

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::watch::resilient;
 use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -87,12 +88,12 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     let cms_api: Api<ConfigMap> = crate::scope::api(&client, args.namespace.as_deref());
     let (pods, pw) = reflector::store::<Pod>();
     let (cms, cw) = reflector::store::<ConfigMap>();
-    let pod_events = reflector::reflector(pw, watcher(pods_api, watcher::Config::default()))
-        .default_backoff()
+    let health = crate::watch::WatchHealth::new();
+    let cfg = watcher::Config::default();
+    let pod_events = reflector::reflector(pw, resilient("pods", pods_api, cfg.clone(), &health))
         .touched_objects();
-    let cm_events = reflector::reflector(cw, watcher(cms_api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let cm_events =
+        reflector::reflector(cw, resilient("configmaps", cms_api, cfg, &health)).touched_objects();
     tokio::spawn(cm_events.for_each(|_| async {}));
     tokio::spawn(pod_events.for_each(|_| async {}));
     let _ = pods.wait_until_ready().await;

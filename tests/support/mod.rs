@@ -30,9 +30,19 @@ fn env_path(name: &str) -> PathBuf {
     }
 }
 
-/// Kubeconfig of the test cluster.
+mod cluster;
+#[allow(unused_imports)] // only the fault tests use it
+pub use cluster::PrivateCluster;
+
+/// Set once by a test binary that runs against a [`PrivateCluster`] instead of the shared one.
+static KUBECONFIG_OVERRIDE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Kubeconfig of the test cluster (the shared one, or this binary's [`PrivateCluster`]).
 pub fn kubeconfig() -> PathBuf {
-    env_path("ATRIUM_TEST_KUBECONFIG")
+    KUBECONFIG_OVERRIDE
+        .get()
+        .cloned()
+        .unwrap_or_else(|| env_path("ATRIUM_TEST_KUBECONFIG"))
 }
 
 /// kubectl built with the control plane.
@@ -278,9 +288,9 @@ pub fn start_controller_with(
             &format!("127.0.0.1:{port}"),
         ])
         .args(extra)
+        .env("RUST_LOG", "info,atrium=debug")
         .envs(envs.iter().copied())
         .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info,atrium=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -6,6 +6,8 @@
 #   tools/local-cluster/cluster.sh up   [DIR]   # start, wait until ready, write DIR/kubeconfig
 #   tools/local-cluster/cluster.sh down [DIR]   # stop every process `up` started
 #   tools/local-cluster/cluster.sh status [DIR]
+#   tools/local-cluster/cluster.sh stop-component NAME [DIR]   # SIGKILL one (fault tests)
+#   tools/local-cluster/cluster.sh start-component NAME [DIR]  # start it again, same flags
 #
 # DIR defaults to $ATRIUM_CLUSTER_DIR or ./.cluster. Logs are in DIR/logs/. Nodes:
 # $ATRIUM_KWOK_NODES (default 3); node N hands out pod IPs from 198.18.N.0/24, every node's own
@@ -49,8 +51,42 @@ wait_for() {
 
 start() { # start NAME BINARY ARGS...: runs in its own session, logs to DIR/logs/NAME.log
   local name="$1"; shift
-  setsid "$@" > "$dir/logs/$name.log" 2>&1 < /dev/null &
+  mkdir -p "$dir/cmd"
+  printf '%s\0' "$@" > "$dir/cmd/$name"
+  setsid "$@" >> "$dir/logs/$name.log" 2>&1 < /dev/null &
   echo "$! $name" >> "$dir/pids"
+}
+
+# Fault injection: kill one component (its whole session) and forget its pid.
+stop_component() {
+  local name="$1" pid n
+  [[ -s "$dir/cmd/$name" ]] || die "no component $name in $dir"
+  while read -r pid n; do
+    [[ "$n" == "$name" ]] || continue
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  done < "$dir/pids"
+  awk -v n="$name" '$2 != n' "$dir/pids" > "$dir/pids.tmp" && mv "$dir/pids.tmp" "$dir/pids"
+  log "$name stopped"
+}
+
+# Starts a stopped component again with the flags it had (same ports, same data) and waits
+# until it serves.
+start_component() {
+  local name="$1" args=()
+  [[ -s "$dir/cmd/$name" ]] || die "no component $name in $dir"
+  if awk -v n="$name" '$2 == n { found = 1 } END { exit !found }' "$dir/pids"; then
+    die "$name is already running"
+  fi
+  mapfile -d '' -t args < "$dir/cmd/$name"
+  local t0=$SECONDS
+  start "$name" "${args[@]}"
+  local bin; bin="$(cat "$dir/bin-dir")"
+  case "$name" in
+    kube-apiserver) wait_for kube-apiserver 60 "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz ;;
+    etcd) wait_for etcd 30 "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz ;;
+  esac
+  log "$name started again, serving after $((SECONDS - t0))s"
 }
 
 pki() {
@@ -215,5 +251,9 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status [DIR]" >&2; exit 2 ;;
+  stop-component|start-component)
+    [[ -n "${2:-}" ]] || { echo "usage: $0 $cmd NAME [DIR]" >&2; exit 2; }
+    name="$2"; dir="${3:-${ATRIUM_CLUSTER_DIR:-$PWD/.cluster}}"
+    "${cmd//-/_}" "$name" ;;
+  *) echo "usage: $0 up|down|status|stop-component|start-component [DIR]" >&2; exit 2 ;;
 esac

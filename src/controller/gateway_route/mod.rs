@@ -120,7 +120,7 @@ pub async fn reconcile(
     let problems = validate(&route, secrets);
     // A missing or broken Secret is not watched: look again soon.
     let requeue = if problems.is_empty() {
-        super::microservice::RESYNC
+        crate::backoff::RESYNC
     } else {
         std::time::Duration::from_secs(15)
     };
@@ -262,10 +262,7 @@ pub fn error_policy(route: Arc<GatewayRoute>, error: &ReconcileError, ctx: Arc<C
         .errors_by_category
         .with_label_values(&[CONTROLLER, error.category()])
         .inc();
-    Action::requeue(super::microservice::backoff(
-        3,
-        super::microservice::jitter_seed(),
-    ))
+    Action::requeue(crate::backoff::reconcile(3, crate::backoff::jitter_seed()))
 }
 
 /// The Service cache type the reconciler reads.

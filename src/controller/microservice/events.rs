@@ -42,8 +42,9 @@ pub async fn publish(
         }
         _ => {}
     }
-    let rolling =
-        |s: Option<(&str, &str, &str)>| s.is_some_and(|s| s.0 == c::TRUE && s.1 == "RollingOut");
+    let rolling = |s: Option<(&str, &str, &str)>| {
+        s.is_some_and(|s| s.0 == c::TRUE && s.1 == super::status::ROLLING_OUT)
+    };
     let (was_rolling, is_rolling) = (
         rolling(state(old, c::RECONCILING)),
         rolling(state(Some(new), c::RECONCILING)),

@@ -101,7 +101,7 @@ pub fn endpoint_slices(ms: &Microservice, ready: impl Fn(&str) -> bool) -> Vec<E
         .into_iter()
         .map(|((ty, port_key), (ports, addresses))| {
             let mut slice_labels = labels::standard(ms);
-            slice_labels.insert("kubernetes.io/service-name".to_owned(), name.clone());
+            slice_labels.insert(crate::registry::SERVICE_NAME_LABEL.to_owned(), name.clone());
             slice_labels.insert(
                 "endpointslice.kubernetes.io/managed-by".to_owned(),
                 labels::SLICE_MANAGER.to_owned(),
@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(unready, Some(false));
         for s in &slices {
             let l = s.metadata.labels.as_ref().expect("labels");
-            assert_eq!(l["kubernetes.io/service-name"], "legacy");
+            assert_eq!(l[crate::registry::SERVICE_NAME_LABEL], "legacy");
             assert_eq!(s.metadata.owner_references.as_ref().map(Vec::len), Some(1));
         }
     }

@@ -44,8 +44,6 @@ use workload::Scrape;
 
 /// Name of this reconciler in metrics and logs.
 pub const CONTROLLER: &str = "microservice";
-/// Safety resync: with nothing changing, each object is looked at this often.
-pub const RESYNC: Duration = Duration::from_secs(600);
 
 fn pod_monitor_api(ctx: &Context, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PodMonitor");
@@ -135,7 +133,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         events::publish(&ctx, &ms, ms.status.as_ref(), &new_status).await;
     }
     ctx.remember(&key, |m| m.failures = 0);
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(crate::backoff::RESYNC))
 }
 
 /// Waits until the shared caches have listed everything once (immediately after that).
@@ -298,7 +296,7 @@ async fn apply_in_cluster(
         delete_stale_slices(ctx, ns, &name, &[]).await?;
     }
     ctx.remember(key, |m| m.children = Some(want));
-    Ok(deployment.map(|d| view(&d)))
+    Ok(deployment.map(|d| view(&d, template_generation(ctx, key, &d))))
 }
 
 /// Adds this Microservice as a (non-controller) owner of every ConfigMap it uses, under a field
@@ -349,7 +347,31 @@ async fn hold_config_maps(
     Ok(())
 }
 
-fn view(d: &Deployment) -> DeploymentView {
+/// What this reconcile learnt about the pod template: the generation at which it last changed.
+fn template_generation(
+    ctx: &Context,
+    key: &ObjectRef<Microservice>,
+    d: &Deployment,
+) -> Option<i64> {
+    use std::hash::{Hash, Hasher};
+    let template = d.spec.as_ref().map(|s| &s.template);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&template)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    let hash = hasher.finish();
+    let generation = d.metadata.generation;
+    ctx.remember(key, |m| match m.template {
+        Some((h, g)) if h == hash => Some(g),
+        _ => {
+            // New to us (first sight after a start, or changed now): from this generation on.
+            m.template = generation.map(|g| (hash, g));
+            generation
+        }
+    })
+}
+
+fn view(d: &Deployment, template_generation: Option<i64>) -> DeploymentView {
     let status = d.status.clone().unwrap_or_default();
     let conds = status.conditions.unwrap_or_default();
     let has = |ty: &str, st: &str, reason: Option<&str>| {
@@ -367,38 +389,18 @@ fn view(d: &Deployment) -> DeploymentView {
         available: status.available_replicas.unwrap_or(0),
         available_condition: has("Available", "True", None),
         deadline_exceeded: has("Progressing", "False", Some("ProgressDeadlineExceeded")),
+        template_generation,
     }
 }
 
 /// Ready and total endpoints of Service `name` from the cached EndpointSlices (each address
 /// counted once).
 fn in_cluster_endpoints(ctx: &Context, ns: &str, name: &str) -> EndpointCounts {
-    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
-    for slice in ctx.slices.state() {
-        if slice.namespace().as_deref() != Some(ns)
-            || slice
-                .labels()
-                .get("kubernetes.io/service-name")
-                .map(String::as_str)
-                != Some(name)
-        {
-            continue;
-        }
-        for ep in &slice.endpoints {
-            let ready = ep
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(false);
-            for a in &ep.addresses {
-                *seen.entry(a.clone()).or_default() |= ready;
-            }
-        }
-    }
-    let ready = seen.values().filter(|r| **r).count();
+    let slices = ctx.slices.state();
+    let (ready, total) = crate::registry::counts(slices.iter().map(AsRef::as_ref), ns, name);
     EndpointCounts {
         ready: i32::try_from(ready).unwrap_or(i32::MAX),
-        total: i32::try_from(seen.len()).unwrap_or(i32::MAX),
+        total: i32::try_from(total).unwrap_or(i32::MAX),
     }
 }
 
@@ -486,7 +488,7 @@ async fn delete_stale_slices(
     for slice in ctx.slices.state() {
         let l = slice.labels();
         if slice.namespace().as_deref() == Some(ns)
-            && l.get("kubernetes.io/service-name").map(String::as_str) == Some(name)
+            && crate::registry::service_of(&slice) == Some(name)
             && l.get("endpointslice.kubernetes.io/managed-by")
                 .map(String::as_str)
                 == Some(labels::SLICE_MANAGER)
@@ -510,36 +512,8 @@ pub fn error_policy(ms: Arc<Microservice>, error: &ReconcileError, ctx: Arc<Cont
         .errors_by_category
         .with_label_values(&[CONTROLLER, error.category()])
         .inc();
-    Action::requeue(backoff(failures, jitter_seed()))
-}
-
-/// A cheap source of jitter for backoffs.
-pub fn jitter_seed() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default()
-}
-
-/// `2^(failures-1)` seconds capped at 300, plus up to 25% jitter from `seed`.
-pub fn backoff(failures: u32, seed: u32) -> Duration {
-    let base_ms: u64 = 1000u64
-        .saturating_mul(1u64 << failures.saturating_sub(1).min(9))
-        .min(300_000);
-    let jitter = base_ms / 4 * u64::from(seed % 1000) / 1000;
-    Duration::from_millis(base_ms + jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1, 0), Duration::from_secs(1));
-        assert_eq!(backoff(2, 0), Duration::from_secs(2));
-        assert_eq!(backoff(4, 0), Duration::from_secs(8));
-        assert_eq!(backoff(30, 0), Duration::from_secs(300));
-        assert!(backoff(1, 999) > backoff(1, 0) && backoff(1, 999) <= Duration::from_millis(1250));
-    }
+    Action::requeue(crate::backoff::reconcile(
+        failures,
+        crate::backoff::jitter_seed(),
+    ))
 }

@@ -34,6 +34,10 @@ pub struct DeploymentView {
     pub available_condition: bool,
     /// `Progressing=False` with reason `ProgressDeadlineExceeded`.
     pub deadline_exceeded: bool,
+    /// The Deployment generation at which this controller last changed the pod template;
+    /// `None` when it does not know (then every unobserved generation counts as a new template).
+    /// A newer generation that only changed the replica count is a scale, not a rollout.
+    pub template_generation: Option<i64>,
 }
 
 /// The workload behind a Microservice.
@@ -66,8 +70,10 @@ pub struct Observed {
     pub selector: Option<String>,
 }
 
-/// Why the workload is not done yet, if it is not.
-fn progress(o: &Observed) -> Option<(&'static str, String)> {
+/// Why the workload is not done yet, if it is not. `was_ready`: the last status said Ready, so
+/// a change of the replica count is reported as `Scaling` (the service keeps serving) rather
+/// than as a wait for pods.
+fn progress(o: &Observed, was_ready: bool) -> Option<(&'static str, String)> {
     match &o.workload {
         Workload::External => (o.endpoints.ready == 0).then(|| {
             (
@@ -80,35 +86,58 @@ fn progress(o: &Observed) -> Option<(&'static str, String)> {
         }),
         Workload::InCluster(None) => Some(("Creating", "creating the Deployment".to_owned())),
         Workload::InCluster(Some(d)) => {
-            if d.observed_generation < d.generation {
+            let template_generation = d.template_generation.or(d.generation);
+            let scaling = |what: String| {
+                Some(if was_ready {
+                    (SCALING, format!("scaling to {} pods: {what}", d.desired))
+                } else {
+                    ("WaitingForPods", what)
+                })
+            };
+            if d.observed_generation < template_generation {
                 Some((
-                    "RollingOut",
+                    ROLLING_OUT,
                     "the Deployment has not seen the new pod template yet".to_owned(),
                 ))
-            } else if d.updated < d.desired || d.replicas > d.updated {
+            } else if d.replicas > d.updated {
                 Some((
-                    "RollingOut",
+                    ROLLING_OUT,
                     format!(
                         "rolling out: {} of {} pods updated, {} pods in all",
                         d.updated, d.desired, d.replicas
                     ),
                 ))
-            } else if d.available < d.desired {
-                Some((
-                    "WaitingForPods",
-                    format!("{} of {} pods available", d.available, d.desired),
-                ))
-            } else if d.desired > 0 && o.endpoints.ready == 0 {
-                Some((
-                    "WaitingForEndpoints",
-                    "no ready endpoint registered yet".to_owned(),
-                ))
+            } else if d.observed_generation < d.generation {
+                scaling("the Deployment has not seen the new replica count yet".to_owned())
+            } else if d.available < d.desired || d.replicas != d.desired {
+                scaling(format!("{} of {} pods available", d.available, d.desired))
+            } else if o.endpoints.ready < d.desired {
+                Some(if was_ready {
+                    (
+                        SCALING,
+                        format!(
+                            "scaling to {} pods: {} endpoints ready",
+                            d.desired, o.endpoints.ready
+                        ),
+                    )
+                } else {
+                    (
+                        "WaitingForEndpoints",
+                        format!("{} of {} endpoints ready", o.endpoints.ready, d.desired),
+                    )
+                })
             } else {
                 None
             }
         }
     }
 }
+
+/// Reason of a template change the Deployment is rolling out (Ready is False meanwhile).
+pub const ROLLING_OUT: &str = "RollingOut";
+/// Reason of a replica-count change: `Reconciling=True`, and `Ready` stays True while the
+/// service serves at least what it served before (a scale is not a rollout).
+pub const SCALING: &str = "Scaling";
 
 fn stalled(o: &Observed) -> Option<(&'static str, String)> {
     if !o.problems.is_empty() {
@@ -205,7 +234,20 @@ pub fn compute(old: Option<&MicroserviceStatus>, o: &Observed, now: &Time) -> Mi
 
     let stalled = stalled(o);
     let (config_ok, config_reason, config_msg) = config_condition(o);
-    let progress = progress(o);
+    let old_ready = old.filter(|s| {
+        s.observed_generation.is_some()
+            && c::find(&s.conditions, c::READY).is_some_and(|r| r.status == c::TRUE)
+    });
+    let progress = progress(o, old_ready.is_some());
+    // Still serving what it served: as many ready endpoints as before (or as now wanted).
+    let serving_as_before = old_ready.is_some_and(|s| {
+        let before = s.endpoints.as_ref().map_or(0, |e| e.ready);
+        let wanted = match &o.workload {
+            Workload::InCluster(Some(d)) => d.desired,
+            _ => before,
+        };
+        o.endpoints.ready >= before.min(wanted) && o.endpoints.ready > 0
+    });
     let available = match &o.workload {
         Workload::External => o.endpoints.ready > 0,
         Workload::InCluster(Some(d)) => d.available_condition || d.desired == 0,
@@ -216,6 +258,10 @@ pub fn compute(old: Option<&MicroserviceStatus>, o: &Observed, now: &Time) -> Mi
         Err((r, m.clone()))
     } else if !config_ok {
         Err((config_reason, config_msg.clone()))
+    } else if let Some((SCALING, m)) = &progress
+        && serving_as_before
+    {
+        Ok(format!("{} endpoints ready; {m}", o.endpoints.ready))
     } else if let Some((r, m)) = &progress {
         Err((r, m.clone()))
     } else if !available {
@@ -234,9 +280,11 @@ pub fn compute(old: Option<&MicroserviceStatus>, o: &Observed, now: &Time) -> Mi
         Ok(msg) => set(c::READY, true, "Ready", msg.clone()),
         Err((r, m)) => set(c::READY, false, r, m.clone()),
     }
-    match (&stalled, &ready) {
-        (Some(_), _) | (None, Ok(_)) => set(c::RECONCILING, false, "Done", String::new()),
-        (None, Err((r, m))) => set(c::RECONCILING, true, r, m.clone()),
+    match (&stalled, &ready, &progress) {
+        (Some(_), _, _) => set(c::RECONCILING, false, "Done", String::new()),
+        (None, Ok(_), Some((SCALING, m))) => set(c::RECONCILING, true, SCALING, m.clone()),
+        (None, Ok(_), _) => set(c::RECONCILING, false, "Done", String::new()),
+        (None, Err((r, m)), _) => set(c::RECONCILING, true, r, m.clone()),
     }
     match &stalled {
         Some((r, m)) => set(c::STALLED, true, r, m.clone()),
@@ -306,6 +354,7 @@ mod tests {
                 available: 2,
                 available_condition: true,
                 deadline_exceeded: false,
+                template_generation: Some(3),
             })),
             endpoints: EndpointCounts { ready: 2, total: 2 },
             url: Some("http://users.shop.svc.cluster.local:8080".into()),
@@ -418,5 +467,99 @@ mod tests {
         o.endpoints.ready = 1;
         let s = compute(Some(&s), &o, &now(2));
         assert_eq!(status_of(&s, c::READY).0, "True");
+    }
+
+    fn deployment(o: &mut Observed) -> &mut DeploymentView {
+        match &mut o.workload {
+            Workload::InCluster(Some(d)) => d,
+            _ => unreachable!("healthy() is in-cluster"),
+        }
+    }
+
+    #[test]
+    fn ready_waits_until_the_endpoints_cover_every_replica() {
+        let mut o = healthy();
+        o.endpoints = EndpointCounts { ready: 1, total: 1 };
+        let s = compute(None, &o, &now(1));
+        assert_eq!(
+            status_of(&s, c::READY),
+            ("False".into(), "WaitingForEndpoints".into())
+        );
+        o.endpoints = EndpointCounts { ready: 2, total: 2 };
+        let s = compute(Some(&s), &o, &now(2));
+        assert_eq!(status_of(&s, c::READY), ("True".into(), "Ready".into()));
+    }
+
+    #[test]
+    fn a_scale_is_not_a_rollout_and_keeps_ready() {
+        let ready = compute(None, &healthy(), &now(1));
+        // kubectl scale 2 -> 4: a new Deployment generation the Deployment has not observed,
+        // but the pod template is the one it already runs.
+        let mut o = healthy();
+        o.generation = Some(3);
+        {
+            let d = deployment(&mut o);
+            d.desired = 4;
+            d.generation = Some(4);
+        }
+        let s = compute(Some(&ready), &o, &now(2));
+        assert_eq!(status_of(&s, c::READY), ("True".into(), "Ready".into()));
+        assert_eq!(
+            status_of(&s, c::RECONCILING),
+            ("True".into(), SCALING.into())
+        );
+        // Observed, two new pods starting: still Ready, still scaling.
+        {
+            let d = deployment(&mut o);
+            d.observed_generation = Some(4);
+            d.replicas = 4;
+            d.updated = 4;
+        }
+        let s = compute(Some(&s), &o, &now(3));
+        assert_eq!(status_of(&s, c::READY).0, "True");
+        assert_eq!(status_of(&s, c::RECONCILING).1, SCALING);
+        // Every pod available and registered: done.
+        deployment(&mut o).available = 4;
+        deployment(&mut o).ready = 4;
+        o.endpoints = EndpointCounts { ready: 4, total: 4 };
+        let s = compute(Some(&s), &o, &now(4));
+        assert_eq!(status_of(&s, c::READY), ("True".into(), "Ready".into()));
+        assert_eq!(
+            status_of(&s, c::RECONCILING),
+            ("False".into(), "Done".into())
+        );
+    }
+
+    #[test]
+    fn losing_capacity_while_scaling_is_unready() {
+        let ready = compute(None, &healthy(), &now(1));
+        let mut o = healthy();
+        deployment(&mut o).desired = 4;
+        deployment(&mut o).replicas = 4;
+        deployment(&mut o).updated = 4;
+        o.endpoints = EndpointCounts { ready: 1, total: 4 };
+        let s = compute(Some(&ready), &o, &now(2));
+        assert_eq!(status_of(&s, c::READY), ("False".into(), SCALING.into()));
+    }
+
+    #[test]
+    fn a_new_template_is_a_rollout() {
+        let ready = compute(None, &healthy(), &now(1));
+        let mut o = healthy();
+        {
+            let d = deployment(&mut o);
+            d.generation = Some(4);
+            d.template_generation = Some(4);
+        }
+        let s = compute(Some(&ready), &o, &now(2));
+        assert_eq!(
+            status_of(&s, c::READY),
+            ("False".into(), ROLLING_OUT.into())
+        );
+        // Without knowing which generation changed the template, an unobserved one counts as
+        // a rollout (after a controller restart).
+        deployment(&mut o).template_generation = None;
+        let s = compute(Some(&ready), &o, &now(2));
+        assert_eq!(status_of(&s, c::READY).1, ROLLING_OUT);
     }
 }

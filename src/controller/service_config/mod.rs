@@ -152,7 +152,7 @@ pub async fn reconcile(
         events(&ctx, &sc, sc.status.as_ref(), &new_status, &now).await;
     }
     ctx.remember_config(&ObjectRef::from_obj(sc.as_ref()), |f| *f = 0);
-    Ok(Action::requeue(super::microservice::RESYNC))
+    Ok(Action::requeue(crate::backoff::RESYNC))
 }
 
 /// ConfigMaps that a Deployment or a ReplicaSet with pods still mounts or reads.
@@ -303,8 +303,8 @@ pub fn error_policy(sc: Arc<ServiceConfig>, error: &ReconcileError, ctx: Arc<Con
         .errors_by_category
         .with_label_values(&[CONTROLLER, error.category()])
         .inc();
-    Action::requeue(super::microservice::backoff(
+    Action::requeue(crate::backoff::reconcile(
         failures,
-        super::microservice::jitter_seed(),
+        crate::backoff::jitter_seed(),
     ))
 }

@@ -1,0 +1,294 @@
+//! Fault injection against a control plane of this test's own: the API server is killed for
+//! 20 s while 50 Microservices are being reconciled, then etcd for 15 s. The controller and the
+//! gateway must notice (`/readyz`, `atrium_gateway_config_stale`), keep what they can (the
+//! gateway serves its last table), and catch up within seconds once the control plane is back.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SERVICES: usize = 50;
+const API_OUTAGE: Duration = Duration::from_secs(20);
+const ETCD_OUTAGE: Duration = Duration::from_secs(15);
+
+fn microservice(name: &str) -> String {
+    format!(
+        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: {name}}}\nspec: {{image: registry.local/{name}:1, ports: [{{name: http, port: 8080}}]}}\n---\n"
+    )
+}
+
+fn route(name: &str, prefix: &str) -> String {
+    format!(
+        "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: {name}}}\nspec:\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    backends: [{{microservice: legacy}}]\n"
+    )
+}
+
+/// Names of the Microservices whose `Ready` is `True`.
+fn ready_names(ns: &str) -> Vec<String> {
+    let out = kubectl(
+        &[
+            "get",
+            "microservices",
+            "-n",
+            ns,
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix("=True"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Services (by EndpointSlice label) with at least one ready endpoint.
+fn services_with_ready_endpoints(ns: &str) -> usize {
+    let out = kubectl(
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            ns,
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.labels.kubernetes\.io/service-name}={.endpoints[*].conditions.ready}{"\n"}{end}"#,
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(_, ready)| ready.contains("true"))
+        .map(|(svc, _)| svc.to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// Deployments with every replica available.
+fn available_deployments(ns: &str) -> usize {
+    let out = kubectl(
+        &[
+            "get",
+            "deployments",
+            "-n",
+            ns,
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.replicas}={.status.availableReplicas}{"\n"}{end}"#,
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_once('=').is_some_and(|(a, b)| a == b))
+        .count()
+}
+
+fn status_of(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).ok().map(|(s, _)| s)
+}
+
+fn stale_gauge(admin: u16) -> Option<String> {
+    let (_, metrics) = http_get(admin, "/metrics").ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("atrium_gateway_config_stale "))
+        .map(str::to_owned)
+}
+
+/// Sends requests to `path` for `period`; returns (answered 200, failed).
+fn load(port: u16, path: &str, period: Duration) -> (usize, usize) {
+    let start = Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    while start.elapsed() < period {
+        match status_of(port, path) {
+            Some(200) => ok += 1,
+            _ => failed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ok, failed)
+}
+
+#[test]
+fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
+    let cluster = PrivateCluster::start("faults");
+    let ns = namespace("faults");
+    let (mut controller, cport) = start_controller_with(
+        &ns,
+        &["--watch-stall-timeout", "5s"],
+        &[("RUST_LOG", "info,kube_client=off")],
+    );
+    let backend = EchoBackend::start("198.18.231.1", "legacy");
+    apply_yaml(
+        &ns,
+        &format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: legacy}}\nspec:\n  ports: [{{name: http, port: {}}}]\n  healthCheck: {{path: /healthz, periodSeconds: 1, timeoutSeconds: 1}}\n  endpoints: [{{address: 198.18.231.1}}]\n---\n{}",
+            backend.port,
+            route("before", "/before")
+        ),
+    );
+    let kubeconfig = gateway_kubeconfig();
+    let (mut gateway, port, admin) = start_gateway(
+        &["--watch-namespace", &ns],
+        &[
+            ("KUBECONFIG", kubeconfig.as_os_str()),
+            (
+                "RUST_LOG",
+                "info,kube_client=off,atrium::access=warn".as_ref(),
+            ),
+        ],
+    );
+    wait_until("the route serves before the outage", WAIT, || {
+        (status_of(port, "/before") == Some(200)).then_some(())
+    });
+    assert_eq!(stale_gauge(admin).as_deref(), Some("0"));
+
+    // A paused API server accepts connections and never answers: readiness goes, and past
+    // --watch-stall-timeout so does liveness (a kubelet would restart the controller).
+    let api = cluster.pid("kube-apiserver");
+    signal(api, "STOP");
+    let stalled = wait_until("the controller's /livez to fail", WAIT, || {
+        let (status, body) = http_get(cport, "/livez").ok()?;
+        (status == 503).then_some(body)
+    });
+    assert!(
+        stalled.contains("did not answer") || stalled.contains("API server"),
+        "{stalled}"
+    );
+    signal(api, "CONT");
+    wait_until("/livez and /readyz to recover", WAIT, || {
+        (status_of(cport, "/livez") == Some(200) && status_of(cport, "/readyz") == Some(200))
+            .then_some(())
+    });
+
+    // 50 Microservices at once; the API server dies while they are being reconciled.
+    let all: String = (0..SERVICES)
+        .map(|i| microservice(&format!("svc-{i:02}")))
+        .collect();
+    apply_yaml(&ns, &all);
+    cluster.stop("kube-apiserver");
+    let down = Instant::now();
+    let why = wait_until("the controller to report not ready", WAIT, || {
+        let (status, body) = http_get(cport, "/readyz").ok()?;
+        (status == 503).then_some(body)
+    });
+    assert!(why.contains("API server"), "{why}");
+    let detail = wait_until("the gateway to say its table is stale", WAIT, || {
+        let (status, body) = http_get(admin, "/readyz").ok()?;
+        assert_eq!(
+            status, 200,
+            "the gateway stays ready on its last table: {body}"
+        );
+        body.contains("config stale").then_some(body)
+    });
+    assert_eq!(stale_gauge(admin).as_deref(), Some("1"), "{detail}");
+    // Keep the API server away for the whole outage while clients use the gateway.
+    let (served, failed) = load(port, "/before", API_OUTAGE.saturating_sub(down.elapsed()));
+    assert_eq!(
+        failed, 0,
+        "the gateway serves its last table during the outage"
+    );
+
+    cluster.start_again("kube-apiserver");
+    let back = Instant::now();
+    wait_until("the controller to report ready again", WAIT, || {
+        (status_of(cport, "/readyz") == Some(200)).then_some(())
+    });
+    let controller_ready = back.elapsed();
+    apply_yaml(&ns, &route("after", "/after"));
+    wait_until("a route made after the return to serve", WAIT, || {
+        (status_of(port, "/after") == Some(200)).then_some(())
+    });
+    let gateway_caught_up = back.elapsed();
+    apply_yaml(&ns, &microservice("late"));
+    wait_until("every Deployment to be available", WAIT, || {
+        (available_deployments(&ns) == SERVICES + 1).then_some(())
+    });
+    let deployments_available = back.elapsed();
+    wait_until("every Service to have a ready endpoint", WAIT, || {
+        (services_with_ready_endpoints(&ns) == SERVICES + 2).then_some(())
+    });
+    let endpoints_ready = back.elapsed();
+    let ready = wait_until("every Microservice to become Ready", WAIT, || {
+        let r = ready_names(&ns);
+        (r.len() == SERVICES + 2).then_some(r)
+    });
+    let converged = back.elapsed();
+    assert!(ready.contains(&"late".to_owned()));
+    wait_until("the gateway's table to be current again", WAIT, || {
+        (stale_gauge(admin).as_deref() == Some("0")).then_some(())
+    });
+    // One Deployment per image-based Microservice: nothing was created twice.
+    let deployments = kubectl_ok(&["get", "deployments", "-n", &ns, "-o", "name"], None);
+    assert_eq!(deployments.lines().count(), SERVICES + 1, "{deployments}");
+
+    // etcd goes away: the API server answers but cannot read or write.
+    cluster.stop("etcd");
+    let etcd_down = Instant::now();
+    wait_until("the API server to notice etcd is gone", WAIT, || {
+        (!kubectl(&["get", "--raw", "/readyz"], None).status.success()).then_some(())
+    });
+    let (served_etcd, failed_etcd) = load(
+        port,
+        "/before",
+        ETCD_OUTAGE.saturating_sub(etcd_down.elapsed()),
+    );
+    assert_eq!(failed_etcd, 0, "the gateway serves during the etcd outage");
+    cluster.start_again("etcd");
+    let etcd_back = Instant::now();
+    apply_yaml(&ns, &microservice("after-etcd"));
+    wait_until(
+        "a Microservice made after etcd returned to become Ready",
+        WAIT,
+        || {
+            ready_names(&ns)
+                .contains(&"after-etcd".to_owned())
+                .then_some(())
+        },
+    );
+    let etcd_converged = etcd_back.elapsed();
+    assert_eq!(
+        ready_names(&ns).len(),
+        SERVICES + 3,
+        "every Microservice stays Ready"
+    );
+
+    assert!(
+        controller
+            .0
+            .try_wait()
+            .expect("controller status")
+            .is_none(),
+        "the controller kept running"
+    );
+    assert!(
+        gateway.0.try_wait().expect("gateway status").is_none(),
+        "the gateway kept running"
+    );
+    write_report(
+        "faults.txt",
+        &format!(
+            "API server killed for {API_OUTAGE:?} while {SERVICES} Microservices reconciled:\n\
+             \x20 gateway during the outage: {served} requests served, {failed} failed\n\
+             \x20 after the return: controller /readyz 200 in {controller_ready:.1?}, new route served in {gateway_caught_up:.1?};\n\
+             \x20 the control plane's own pace: every Deployment available in {deployments_available:.1?}, every Service with a ready endpoint in {endpoints_ready:.1?};\n\
+             \x20 all {n} Microservices Ready in {converged:.1?}\n\
+             etcd killed for {ETCD_OUTAGE:?}:\n\
+             \x20 gateway during the outage: {served_etcd} requests served, {failed_etcd} failed\n\
+             \x20 after the return: a new Microservice Ready in {etcd_converged:.1?}\n",
+            n = SERVICES + 2,
+        ),
+    );
+}
