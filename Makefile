@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
+.PHONY: help build run test soak bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ run: build ## run Atrium: on $$KUBECONFIG's cluster if reachable, else on a loca
 
 test: ## fmt, clippy, unit and integration tests against a local control plane (in a network namespace)
 	tools/test.sh
+
+soak: ## the long fault variants: endpoint churn under load for ATRIUM_SOAK_SECONDS (default 120)
+	tools/test.sh --test churn -- --ignored --nocapture
 
 bench: bench-controller bench-gateway ## all benchmarks (reports in target/bench/)
 

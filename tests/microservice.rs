@@ -349,24 +349,38 @@ spec:
         Some(3)
     );
 
-    // A hand edit of a managed field is set back.
+    // Conflicting writers: a person edits a field the controller owns (the image) and one it
+    // does not (an annotation) in one patch. Server-side apply sets the first back and leaves
+    // the second; the revert is the evidence that the controller has seen the edit.
     kubectl_ok(
         &[
-            "set",
-            "image",
+            "patch",
             "-n",
             &ns,
             "deployment/web",
-            "app=evil:latest",
+            "-p",
+            r#"{"metadata":{"annotations":{"team.example/on-call":"alice"}},"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:latest"}]}}}}"#,
         ],
         None,
     );
-    eventually("the hand-edited image to be reverted", WAIT, || async {
+    let reverted = eventually("the hand-edited image to be reverted", WAIT, || async {
         let d = deps.get("web").await.ok()?;
-        let image = d.spec?.template.spec?.containers[0].image.clone()?;
-        (image == "nginx:1.28").then_some(())
+        let image = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()?;
+        (image == "nginx:1.28").then_some(d)
     })
     .await;
+    assert_eq!(
+        reverted
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("team.example/on-call"))
+            .map(String::as_str),
+        Some("alice"),
+        "a field the controller does not own is left alone"
+    );
 
     // Autoscaling adds an HPA; removing it removes the HPA.
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);

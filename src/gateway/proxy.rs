@@ -105,6 +105,9 @@ pub struct Ctx {
     aborted: bool,
     /// Counts this request as in flight until the context is dropped.
     _in_flight: super::drain::InFlight,
+    /// When the current attempt runs out of the rule's timeout (the whole attempt, not each
+    /// read: a backend that trickles bytes must not hold a request forever).
+    deadline: Option<Instant>,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -138,6 +141,18 @@ async fn respond(
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Fails the attempt once its deadline has passed (a read timeout alone restarts with every
+/// byte). Before the response headers went out this answers 504; after, the connection is cut.
+fn past_deadline(ctx: &Ctx, end_of_stream: bool) -> Result<()> {
+    match ctx.deadline {
+        Some(d) if !end_of_stream && Instant::now() >= d => Err(Error::explain(
+            ErrorType::ReadTimedout,
+            "the upstream did not finish within the rule's timeout",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn host_of(session: &Session) -> String {
@@ -237,6 +252,7 @@ impl ProxyHttp for Gateway {
             policy: RequestState::default(),
             aborted: false,
             _in_flight: self.requests.start(),
+            deadline: None,
         }
     }
 
@@ -379,6 +395,7 @@ impl ProxyHttp for Gateway {
                 .min(Duration::from_secs(5)),
         );
         peer.options.read_timeout = timeout;
+        ctx.deadline = timeout.map(|t| Instant::now() + t);
         Ok(Box::new(peer))
     }
 
@@ -487,12 +504,24 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        past_deadline(ctx, end_of_stream)?;
+        Ok(None)
+    }
+
     async fn upstream_response_filter(
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        past_deadline(ctx, false)?;
         // A status the rule retries: fail this attempt before anything reaches the client, so
         // pingora's retry loop sends the request again (the last attempt's answer passes).
         let status = resp.status.as_u16();
