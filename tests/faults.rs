@@ -99,6 +99,14 @@ fn status_of(port: u16, path: &str) -> Option<u16> {
     http_get(port, path).ok().map(|(s, _)| s)
 }
 
+fn leader_status(port: u16) -> Option<String> {
+    let (_, metrics) = http_get(port, "/metrics").ok()?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("leader_election_master_status{name=\"atrium-controller\"} "))
+        .map(str::to_owned)
+}
+
 fn stale_gauge(admin: u16) -> Option<String> {
     let (_, metrics) = http_get(admin, "/metrics").ok()?;
     metrics
@@ -125,10 +133,25 @@ fn load(port: u16, path: &str, period: Duration) -> (usize, usize) {
 fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
     let cluster = PrivateCluster::start("faults");
     let ns = namespace("faults");
+    // With leader election: the 20 s outage outlasts the 15 s Lease, so the leader must step
+    // down and take the Lease again rather than exit.
+    let role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: atrium-leader, namespace: {ns}}}\nrules: [{{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: atrium-leader, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: atrium-leader}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: atrium-controller}}]\n"
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&role));
     let (mut controller, cport) = start_controller_with(
         &ns,
-        &["--watch-stall-timeout", "5s"],
-        &[("RUST_LOG", "info,kube_client=off")],
+        &[
+            "--watch-stall-timeout",
+            "5s",
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns,
+        ],
+        &[
+            ("RUST_LOG", "info,kube_client=off"),
+            ("POD_NAME", "faults-leader"),
+        ],
     );
     let backend = EchoBackend::start("198.18.231.1", "legacy");
     apply_yaml(
@@ -185,6 +208,7 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
         (status == 503).then_some(body)
     });
     assert!(why.contains("API server"), "{why}");
+    assert_eq!(leader_status(cport).as_deref(), Some("1"), "it leads");
     let detail = wait_until("the gateway to say its table is stale", WAIT, || {
         let (status, body) = http_get(admin, "/readyz").ok()?;
         assert_eq!(
@@ -196,6 +220,12 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
     assert_eq!(stale_gauge(admin).as_deref(), Some("1"), "{detail}");
     // Keep the API server away for the whole outage while clients use the gateway.
     let (served, failed) = load(port, "/before", API_OUTAGE.saturating_sub(down.elapsed()));
+    // Longer than the Lease: the leader has stepped down (and kept running).
+    assert_eq!(
+        leader_status(cport).as_deref(),
+        Some("0"),
+        "it stepped down"
+    );
     assert_eq!(
         failed, 0,
         "the gateway serves its last table during the outage"
@@ -203,9 +233,15 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
 
     cluster.start_again("kube-apiserver");
     let back = Instant::now();
-    wait_until("the controller to report ready again", WAIT, || {
-        (status_of(cport, "/readyz") == Some(200)).then_some(())
-    });
+    wait_until(
+        "the controller to lead again with current watches",
+        WAIT,
+        || {
+            (leader_status(cport).as_deref() == Some("1")
+                && status_of(cport, "/readyz") == Some(200))
+            .then_some(())
+        },
+    );
     let controller_ready = back.elapsed();
     apply_yaml(&ns, &route("after", "/after"));
     wait_until("a route made after the return to serve", WAIT, || {
@@ -282,7 +318,7 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
         &format!(
             "API server killed for {API_OUTAGE:?} while {SERVICES} Microservices reconciled:\n\
              \x20 gateway during the outage: {served} requests served, {failed} failed\n\
-             \x20 after the return: controller /readyz 200 in {controller_ready:.1?}, new route served in {gateway_caught_up:.1?};\n\
+             \x20 after the return: controller leading again with current watches in {controller_ready:.1?}, new route served in {gateway_caught_up:.1?};\n\
              \x20 the control plane's own pace: every Deployment available in {deployments_available:.1?}, every Service with a ready endpoint in {endpoints_ready:.1?};\n\
              \x20 all {n} Microservices Ready in {converged:.1?}\n\
              etcd killed for {ETCD_OUTAGE:?}:\n\

@@ -20,6 +20,9 @@ pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const RENEW: Duration = Duration::from_secs(5);
 /// How often a follower tries to acquire.
 pub const RETRY: Duration = Duration::from_secs(2);
+/// How long one attempt may take: a paused API server accepts connections and never answers,
+/// and a renewal that hangs must count as failed, or the leader would outlive its Lease.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// One replica's view of the election.
 pub struct Elector {
@@ -49,6 +52,13 @@ impl Elector {
             name: name.to_owned(),
             identity: identity.to_owned(),
         }
+    }
+
+    /// [`Self::try_acquire`] bounded by [`ATTEMPT_TIMEOUT`]; `None` when it ran out of time.
+    async fn attempt(&self) -> Option<Result<Attempt, kube::Error>> {
+        tokio::time::timeout(ATTEMPT_TIMEOUT, self.try_acquire())
+            .await
+            .ok()
     }
 
     /// Takes the Lease if it is free, expired or ours; renews it if ours.
@@ -139,18 +149,21 @@ impl Elector {
     pub async fn acquire(&self) {
         let mut last_holder = String::new();
         loop {
-            match self.try_acquire().await {
-                Ok(Attempt::Held) => {
+            match self.attempt().await {
+                Some(Ok(Attempt::Held)) => {
                     info!(lease = %self.name, identity = %self.identity, "became the leader");
                     return;
                 }
-                Ok(Attempt::Taken(holder)) => {
+                Some(Ok(Attempt::Taken(holder))) => {
                     if holder != last_holder {
                         info!(lease = %self.name, %holder, "another replica leads; waiting");
                         last_holder = holder;
                     }
                 }
-                Err(e) => warn!(lease = %self.name, error = %e, "leader election failed; retrying"),
+                Some(Err(e)) => {
+                    warn!(lease = %self.name, error = %e, "leader election failed; retrying");
+                }
+                None => warn!(lease = %self.name, "leader election timed out; retrying"),
             }
             tokio::time::sleep(RETRY).await;
         }
@@ -162,18 +175,24 @@ impl Elector {
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(RENEW).await;
-            match self.try_acquire().await {
-                Ok(Attempt::Held) => {
+            match self.attempt().await {
+                Some(Ok(Attempt::Held)) => {
                     debug!(lease = %self.name, "renewed");
                     last_ok = tokio::time::Instant::now();
                 }
-                Ok(Attempt::Taken(holder)) => {
+                Some(Ok(Attempt::Taken(holder))) => {
                     warn!(lease = %self.name, %holder, "lost the lease to another replica");
                     return;
                 }
-                Err(e) => {
-                    warn!(lease = %self.name, error = %e, "renewing the lease failed");
-                    if last_ok.elapsed() + RENEW >= LEASE_DURATION {
+                failed => {
+                    match failed {
+                        Some(Err(e)) => {
+                            warn!(lease = %self.name, error = %e, "renewing the lease failed")
+                        }
+                        _ => warn!(lease = %self.name, "renewing the lease timed out"),
+                    }
+                    // Step down before the Lease can expire: the next renewal might come late.
+                    if last_ok.elapsed() + RENEW + ATTEMPT_TIMEOUT >= LEASE_DURATION {
                         return;
                     }
                 }

@@ -104,6 +104,16 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     tokio::spawn(watch_api(client.clone(), health.clone()));
     let mut admin_task = admin_task;
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    // controller-runtime's name, so existing dashboards and alerts work.
+    let leading = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "leader_election_master_status",
+            "1 while this replica holds the leader Lease and reconciles",
+        ),
+        &["name"],
+    )?;
+    registry.register(Box::new(leading.clone()))?;
+    let leading = leading.with_label_values(&[args.leader_election_id.as_str()]);
 
     // A leader that loses its Lease (say the API server was away longer than the Lease lasts)
     // stops reconciling and competes again, instead of exiting: a short API outage must not
@@ -115,6 +125,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
                 () = e.acquire() => {}
             }
         }
+        leading.set(1);
         let outcome = {
             let controllers = run::controllers(
                 client.clone(),
@@ -150,6 +161,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             }
             Outcome::LostLease => {
                 warn!("lost the leader election lease; stopped reconciling, competing again");
+                leading.set(0);
                 watches.clear();
             }
             Outcome::Admin(res) => {
