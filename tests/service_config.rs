@@ -223,26 +223,38 @@ async fn revisions_roll_file_and_env_consumers_and_reapplies_change_nothing() {
         );
     }
 
-    // The same content again: no new revision, no rollout.
+    // The same content again (with a changed historyLimit, so there is a new generation to
+    // observe): no new revision, no rollout.
     let gens: Vec<Option<i64>> = vec![
         generations(&deps.get("files").await.expect("d")),
         generations(&deps.get("env").await.expect("d")),
     ];
+    let previous = scs.get("settings").await.expect("sc").metadata.generation;
     apply_yaml(
         &ns,
         &config(
             "settings",
             "{app.yaml: 'pageSize: 50', LOG_LEVEL: debug}",
-            "  historyLimit: 5\n",
+            "  historyLimit: 6\n",
         ),
     );
-    wait_sc(
+    // Evidence that the controller processed the reapply: it observed the new generation.
+    let reapplied = wait_sc(
         &scs,
         "settings",
         "status of the reapplied generation",
-        ready,
+        |s| {
+            ready(s)
+                && s.metadata.generation > previous
+                && s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
+        },
     )
     .await;
+    assert_eq!(
+        reapplied.status.and_then(|s| s.current_revision),
+        Some(rev2.clone()),
+        "the same content keeps its revision"
+    );
     assert_eq!(config_maps(&cms, "settings").await.len(), 2);
     assert_eq!(
         vec![

@@ -31,13 +31,60 @@ pub enum CrdError {
     },
 }
 
-/// All CRDs, in a stable order.
+/// All CRDs, in a stable order, with descriptions reflowed for `kubectl explain`.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         Microservice::crd(),
         ServiceConfig::crd(),
         GatewayRoute::crd(),
     ]
+    .into_iter()
+    .map(reflow_descriptions)
+    .collect()
+}
+
+/// Doc comments are wrapped at 100 columns, and those line breaks reached the schema, so
+/// `kubectl explain` broke sentences in the middle. Lines of one paragraph are joined; blank
+/// lines between paragraphs and lines that start a list item stay.
+pub fn reflow(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            let mut out = String::new();
+            for line in paragraph.lines().map(str::trim) {
+                let item = line.starts_with("- ") || line.starts_with("* ");
+                if !out.is_empty() {
+                    out.push(if item { '\n' } else { ' ' });
+                }
+                out.push_str(line);
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn reflow_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if k == "description" => {
+                            *text = reflow(text);
+                        }
+                        _ => walk(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The file name a CRD is stored under in `crds/`, e.g. `microservices.atrium.dev.yaml`.
@@ -118,6 +165,43 @@ mod tests {
                     .and_then(|s| s.status.as_ref())
                     .is_some()
             );
+        }
+    }
+
+    #[test]
+    fn descriptions_keep_paragraphs_but_not_line_wraps() {
+        assert_eq!(
+            reflow("rolls them when its\nconfiguration\nchanges"),
+            "rolls them when its configuration changes"
+        );
+        assert_eq!(reflow("one\ntwo\n\nthree"), "one two\n\nthree");
+        assert_eq!(reflow("kinds:\n- a\n- b"), "kinds:\n- a\n- b");
+        for crd in all() {
+            let yaml = to_yaml(&crd).expect("renders");
+            let value: serde_json::Value = serde_saphyr::from_str(&yaml).expect("parses");
+            fn check(v: &serde_json::Value) {
+                match v {
+                    serde_json::Value::Object(m) => {
+                        for (k, c) in m {
+                            if let (true, Some(text)) = (k == "description", c.as_str()) {
+                                for p in text.split("\n\n") {
+                                    assert!(
+                                        p.lines()
+                                            .skip(1)
+                                            .all(|l| l.starts_with("- ") || l.starts_with("* ")),
+                                        "a paragraph broken mid-sentence: {text:?}"
+                                    );
+                                }
+                            } else {
+                                check(c);
+                            }
+                        }
+                    }
+                    serde_json::Value::Array(a) => a.iter().for_each(check),
+                    _ => {}
+                }
+            }
+            check(&value);
         }
     }
 

@@ -90,4 +90,14 @@ impl ControllerMetrics {
         registry.register(Box::new(m.microservices.clone()))?;
         Ok(m)
     }
+
+    /// Starts every series of `controller` at zero, as controller-runtime does, so dashboards
+    /// and alerts see 0 rather than no data before the first reconcile or error.
+    pub fn init(&self, controller: &str) {
+        for result in ["success", "error"] {
+            self.reconcile_total
+                .with_label_values(&[controller, result]);
+        }
+        self.reconcile_errors.with_label_values(&[controller]);
+    }
 }

@@ -40,6 +40,13 @@ pub async fn controllers(
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
     let h = &health;
+    for c in [
+        CONTROLLER,
+        service_config::CONTROLLER,
+        gateway_route::CONTROLLER,
+    ] {
+        metrics.init(c);
+    }
     let (ms_store, ms_writer) = reflector::store::<Microservice>();
     let controller = Controller::for_stream(
         reflector::reflector(
