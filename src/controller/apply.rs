@@ -35,6 +35,46 @@ where
     })
 }
 
+/// Server-side applies the status of our own kind `K` (`atrium.dev/v1alpha1`): only the
+/// fields the controller computes, under [`MANAGER`], so other writers' conditions stay.
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &(impl Serialize + std::fmt::Debug),
+) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Api {
+        action: "patch status",
+        kind: kind_name::<K>(),
+        name: name.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// The kind of one of our resources as a `'static` name (for errors and metrics).
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "Microservice" => "Microservice",
+        "ServiceConfig" => "ServiceConfig",
+        "GatewayRoute" => "GatewayRoute",
+        _ => "object",
+    }
+}
+
 /// Deletes `name` if it exists; returns whether it existed.
 pub async fn delete_if_exists<K>(
     api: &Api<K>,

@@ -10,14 +10,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
-use super::apply::MANAGER;
 use super::context::Context;
 use super::error::ReconcileError;
 use crate::api::conditions::{self as c, condition, set_condition};
@@ -200,21 +197,7 @@ pub async fn reconcile(
         conditions: conds,
     };
     if route.status.as_ref() != Some(&status) {
-        let patch =
-            json!({"apiVersion": "atrium.dev/v1alpha1", "kind": "GatewayRoute", "status": status});
-        ctx.api::<GatewayRoute>(&ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(|source| ReconcileError::Api {
-                action: "patch status",
-                kind: "GatewayRoute",
-                name: name.clone(),
-                source,
-            })?;
+        super::apply::apply_status(&ctx.api::<GatewayRoute>(&ns), &name, &status).await?;
         if let Some((reason, msg)) = &stalled
             && route
                 .status

@@ -38,7 +38,7 @@ use super::error::ReconcileError;
 use super::health_checks::Params;
 use crate::api::conditions;
 use crate::api::microservice::EndpointCounts;
-use crate::api::{Microservice, MicroserviceStatus};
+use crate::api::Microservice;
 use status::{DeploymentView, Observed, Workload};
 use workload::Scrape;
 
@@ -129,7 +129,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new_status = status::compute(ms.status.as_ref(), &observed, &now);
     if ms.status.as_ref() != Some(&new_status) {
-        write_status(&ctx, &ns, &name, &new_status).await?;
+        super::apply::apply_status(&ctx.api::<Microservice>(&ns), &name, &new_status).await?;
         events::publish(&ctx, &ms, ms.status.as_ref(), &new_status).await;
     }
     ctx.remember(&key, |m| m.failures = 0);
@@ -167,33 +167,6 @@ async fn apply_children(
         let counts = apply_external(ms, ctx, ns, key).await?;
         Ok((Workload::External, counts))
     }
-}
-
-async fn write_status(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    status: &MicroserviceStatus,
-) -> Result<(), ReconcileError> {
-    let patch = json!({
-        "apiVersion": "atrium.dev/v1alpha1",
-        "kind": "Microservice",
-        "status": status,
-    });
-    ctx.api::<Microservice>(ns)
-        .patch_status(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| ReconcileError::Api {
-            action: "patch status",
-            kind: "Microservice",
-            name: name.to_owned(),
-            source,
-        })?;
-    Ok(())
 }
 
 /// Deployment, HPA, PDB, PodMonitor. Returns the Deployment's state, or `None` when it does

@@ -15,14 +15,13 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
-use super::apply::{MANAGER, apply, delete_if_exists};
+use super::apply::{apply, delete_if_exists};
 use super::context::Context;
 use super::error::ReconcileError;
 use crate::api::conditions::{self as c, find};
@@ -148,7 +147,7 @@ pub async fn reconcile(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new_status = status::compute(sc.status.as_ref(), &observed, &now);
     if sc.status.as_ref() != Some(&new_status) {
-        write_status(&ctx, &ns, &name, &new_status).await?;
+        super::apply::apply_status(&ctx.api::<ServiceConfig>(&ns), &name, &new_status).await?;
         events(&ctx, &sc, sc.status.as_ref(), &new_status, &now).await;
     }
     ctx.remember_config(&ObjectRef::from_obj(sc.as_ref()), |f| *f = 0);
@@ -201,25 +200,6 @@ fn collect_refs(template: Option<PodTemplateSpec>, out: &mut BTreeSet<String>) {
             }
         }
     }
-}
-
-async fn write_status(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    status: &ServiceConfigStatus,
-) -> Result<(), ReconcileError> {
-    let patch =
-        json!({"apiVersion": "atrium.dev/v1alpha1", "kind": "ServiceConfig", "status": status});
-    ctx.api::<ServiceConfig>(ns)
-        .patch_status(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(api_err("patch status", "ServiceConfig", name))?;
-    Ok(())
 }
 
 async fn events(
