@@ -36,9 +36,9 @@ use super::apply::{MANAGER, apply, delete_if_exists};
 use super::context::{Children, Context};
 use super::error::ReconcileError;
 use super::health_checks::Params;
+use crate::api::Microservice;
 use crate::api::conditions;
 use crate::api::microservice::EndpointCounts;
-use crate::api::Microservice;
 use status::{DeploymentView, Observed, Workload};
 use workload::Scrape;
 
