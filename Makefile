@@ -39,6 +39,7 @@ crds: ## regenerate crds/ (and the chart's copies and RBAC rules) from the Rust 
 	cp crds/*.yaml charts/atrium/crds/
 	$(CARGO) run --locked --quiet -- rbac --rules-only > charts/atrium/files/controller-rules.yaml
 	$(CARGO) run --locked --quiet -- rbac --role gateway --rules-only --without-secrets > charts/atrium/files/gateway-rules.yaml
+	$(CARGO) run --locked --quiet -- rbac --role leader-election --rules-only > charts/atrium/files/leader-election-rules.yaml
 
 manifests: ## render the Helm chart into manifests/base/atrium.yaml (a test fails when it drifts)
 	"$$(tools/local-cluster/build.sh)/helm" template atrium charts/atrium --namespace atrium-system --include-crds > manifests/base/atrium.yaml

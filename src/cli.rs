@@ -4,11 +4,12 @@
 //! Every flag can also be set through an `ATRIUM_*` environment variable (shown in `--help`),
 //! which is how the Helm chart and the manifests configure the binary.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::controller::args::ControllerArgs;
+pub use crate::gateway::args::GatewayArgs;
 use crate::telemetry::{self, LogFormat};
 use crate::{api, controller, gateway, version};
 
@@ -53,7 +54,8 @@ pub enum Command {
 /// Flags of `atrium rbac`.
 #[derive(Clone, Debug, Args)]
 pub struct RbacArgs {
-    /// Whose permissions: `controller` or `gateway`.
+    /// Whose permissions: `controller`, `gateway`, or `leader-election` (the Lease rules the
+    /// controller needs with `--leader-elect`, for a Role in its own namespace).
     #[arg(long, value_enum, default_value_t = RbacRole::Controller, env = "ATRIUM_RBAC_ROLE")]
     pub role: RbacRole,
     /// Name of the ClusterRole (default: `atrium-<role>`).
@@ -74,110 +76,8 @@ pub enum RbacRole {
     Controller,
     /// The gateway in cluster mode.
     Gateway,
-}
-
-/// Flags of `atrium controller`.
-#[derive(Clone, Debug, Args)]
-pub struct ControllerArgs {
-    /// Address of the `/healthz`, `/readyz` and `/metrics` endpoints.
-    #[arg(long, default_value = "0.0.0.0:8080", env = "ATRIUM_METRICS_LISTEN")]
-    pub metrics_listen: SocketAddr,
-    /// Reconcile objects in this namespace only (default: every namespace).
-    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-    /// Run several replicas with one active: only the holder of a Lease reconciles.
-    #[arg(long, env = "ATRIUM_LEADER_ELECT")]
-    pub leader_elect: bool,
-    /// Namespace of the Lease (default: `$POD_NAMESPACE`, else `default`).
-    #[arg(long, env = "ATRIUM_LEADER_ELECTION_NAMESPACE")]
-    pub leader_election_namespace: Option<String>,
-    /// Name of the Lease.
-    #[arg(
-        long,
-        default_value = "atrium-controller",
-        env = "ATRIUM_LEADER_ELECTION_ID"
-    )]
-    pub leader_election_id: String,
-    /// `/livez` fails once the API server has not answered, or a watch has not been current,
-    /// for this long (`30s`, `2m`; `0s` disables), so a liveness probe restarts a controller
-    /// whose watches stalled.
-    #[arg(long, default_value = "2m", value_parser = crate::api::duration::parse_duration, env = "ATRIUM_WATCH_STALL_TIMEOUT")]
-    pub watch_stall_timeout: std::time::Duration,
-}
-
-/// Flags of `atrium gateway`.
-#[derive(Clone, Debug, Args)]
-pub struct GatewayArgs {
-    /// Address that serves proxied traffic.
-    #[arg(long, default_value = "0.0.0.0:8000", env = "ATRIUM_LISTEN")]
-    pub listen: SocketAddr,
-    /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
-    pub admin_listen: SocketAddr,
-    /// Address that serves TLS (HTTP/1.1 and HTTP/2 via ALPN); needs --tls-cert and --tls-key,
-    /// or --tls-secret.
-    #[arg(long, env = "ATRIUM_TLS_LISTEN")]
-    pub tls_listen: Option<SocketAddr>,
-    /// A `kubernetes.io/tls` Secret (`namespace/name`) holding the certificate and key for
-    /// --tls-listen, read at startup.
-    #[arg(long, env = "ATRIUM_TLS_SECRET", requires = "tls_listen", conflicts_with_all = ["tls_cert", "tls_key"])]
-    pub tls_secret: Option<String>,
-    /// PEM certificate chain for --tls-listen.
-    #[arg(long, env = "ATRIUM_TLS_CERT", requires = "tls_listen")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-listen.
-    #[arg(long, env = "ATRIUM_TLS_KEY", requires = "tls_listen")]
-    pub tls_key: Option<PathBuf>,
-    /// Worker threads per listener (default: 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256), env = "ATRIUM_THREADS")]
-    pub threads: u16,
-    /// Read GatewayRoutes and Microservices (with static endpoints) from this directory instead
-    /// of a cluster; changes are picked up without a restart.
-    #[arg(long, env = "ATRIUM_CONFIG_DIR")]
-    pub config_dir: Option<PathBuf>,
-    /// In cluster mode, serve routes of this namespace only (default: every namespace).
-    #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-    /// In cluster mode, read Secrets (JWT keys) only in these namespaces (comma-separated;
-    /// default: the watched namespace, or every namespace). Routes elsewhere that name a
-    /// Secret answer 503 as if it were missing.
-    #[arg(long, value_delimiter = ',', env = "ATRIUM_SECRET_NAMESPACES")]
-    pub secret_namespaces: Vec<String>,
-    /// Share of requests written to the access log, 0.0 to 1.0 (5xx answers are always logged).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "ATRIUM_ACCESS_LOG_SAMPLE_RATE")]
-    pub access_log_sample_rate: f64,
-    /// Largest total size of a request's headers (names and values), in bytes; larger requests
-    /// get 431.
-    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1_048_576), env = "ATRIUM_MAX_HEADER_SIZE")]
-    pub max_header_size: u32,
-    /// Seconds in-flight requests may take to finish after SIGTERM; the gateway exits as soon
-    /// as none is left, at the latest after this (keep it under the pod's
-    /// terminationGracePeriodSeconds).
-    #[arg(long, default_value_t = 15, env = "ATRIUM_GRACE_PERIOD")]
-    pub grace_period: u64,
-    /// Redis for `scope: Global` rate limits that set no `redis.url`, e.g.
-    /// `redis://redis.atrium-system:6379/0`.
-    #[arg(long, env = "ATRIUM_REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// Proxies (addresses or CIDRs, comma-separated) whose `X-Forwarded-For` is believed when a
-    /// rate limit is keyed by client IP; from anyone else the connection's address counts.
-    #[arg(long, value_delimiter = ',', env = "ATRIUM_TRUSTED_PROXIES")]
-    pub trusted_proxies: Vec<String>,
-    /// Keys a Local rate limit keeps per rule; the least recently used are evicted beyond it.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(16..=100_000_000), env = "ATRIUM_RATELIMIT_MAX_KEYS")]
-    pub ratelimit_max_keys: u64,
-    /// Verified tokens cached per JWT policy (0 turns the cache off).
-    #[arg(long, default_value_t = 10_000, env = "ATRIUM_JWT_CACHE_SIZE")]
-    pub jwt_cache_size: usize,
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is outside 0.0..=1.0"))
-    }
+    /// The controller's leader election (a Lease in its own namespace).
+    LeaderElection,
 }
 
 /// Flags of `atrium crds`.
@@ -244,11 +144,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Crds(args) => crds(&args),
         Command::Rbac(args) => {
             let mut role = match args.role {
-                RbacRole::Controller => controller::rbac::controller_cluster_role(
+                RbacRole::Controller => crate::rbac::controller_cluster_role(
                     args.name.as_deref().unwrap_or("atrium-controller"),
                 ),
-                RbacRole::Gateway => controller::rbac::gateway_cluster_role(
+                RbacRole::Gateway => crate::rbac::gateway_cluster_role(
                     args.name.as_deref().unwrap_or("atrium-gateway"),
+                ),
+                RbacRole::LeaderElection => crate::rbac::leader_election_role(
+                    args.name.as_deref().unwrap_or("atrium-leader-election"),
                 ),
             };
             if args.without_secrets

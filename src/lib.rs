@@ -14,6 +14,7 @@ pub mod demo;
 pub mod forward;
 pub mod gateway;
 pub mod podrunner;
+pub mod rbac;
 pub mod registry;
 pub mod scope;
 pub mod telemetry;

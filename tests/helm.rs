@@ -89,6 +89,11 @@ fn chart_lints_renders_and_stays_in_step_with_the_binary() {
         ]),
         "run `make crds`"
     );
+    assert_eq!(
+        std::fs::read_to_string(files.join("leader-election-rules.yaml")).expect("rules"),
+        atrium_out(&["rbac", "--role", "leader-election", "--rules-only"]),
+        "run `make crds`"
+    );
 }
 
 /// Value paths, stopping at free-form maps (resources, labels, annotations, scheduling).

@@ -5,6 +5,7 @@
 //! not touch the gateway's request path.
 
 pub mod apply;
+pub mod args;
 pub mod context;
 pub mod error;
 pub mod events;
@@ -13,7 +14,6 @@ pub mod health_checks;
 pub mod leader;
 pub mod metrics;
 pub mod microservice;
-pub mod rbac;
 mod run;
 pub mod service_config;
 
@@ -23,8 +23,8 @@ use prometheus::Registry;
 use tracing::{info, warn};
 
 use crate::admin::{self, Health};
-use crate::cli::ControllerArgs;
 use crate::watch::WatchHealth;
+use args::ControllerArgs;
 
 /// How often the controller checks that the API server still answers (drives `/readyz`).
 const API_CHECK_INTERVAL: Duration = Duration::from_secs(2);

@@ -8,6 +8,7 @@
 //! owns nothing of the controller.
 
 mod admin_app;
+pub mod args;
 pub mod balance;
 pub mod cert_reload;
 pub mod cluster;
@@ -38,7 +39,7 @@ use pingora::services::listening::Service;
 use prometheus::Registry;
 use tracing::info;
 
-use crate::cli::GatewayArgs;
+use args::GatewayArgs;
 
 /// Errors that stop the gateway.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use super::GatewayError;
-use crate::cli::GatewayArgs;
+use super::args::GatewayArgs;
 
 /// The certificate and key files for `--tls-listen`.
 pub fn files(args: &GatewayArgs) -> Result<(PathBuf, PathBuf), GatewayError> {

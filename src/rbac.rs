@@ -103,6 +103,12 @@ fn role(name: &str, component: &str, rules: Vec<PolicyRule>) -> ClusterRole {
     }
 }
 
+/// The leader-election rules as a role named `name` (`atrium rbac --role leader-election`;
+/// the chart binds them with a Role in the release namespace only).
+pub fn leader_election_role(name: &str) -> ClusterRole {
+    role(name, "controller", leader_election_rules())
+}
+
 /// The controller's ClusterRole, named `name`.
 pub fn controller_cluster_role(name: &str) -> ClusterRole {
     role(name, "controller", controller_rules())
