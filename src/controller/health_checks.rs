@@ -19,8 +19,16 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info};
 
 use super::events::Events;
-use super::microservice::external::Target;
 use crate::api::Microservice;
+
+/// One instance to health-check: address and the port the check uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// IP address or DNS name.
+    pub address: String,
+    /// Port the check connects to.
+    pub port: u16,
+}
 
 /// How instances are checked.
 #[derive(Clone, Debug, PartialEq, Eq)]

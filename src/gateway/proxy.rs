@@ -650,3 +650,23 @@ impl ProxyHttp for Gateway {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_statuses_map_to_the_retry_kinds_that_cover_them() {
+        for (status, kinds) in [
+            (200, None),
+            (404, None),
+            (500, Some([RetryOn::Status5xx, RetryOn::Status5xx])),
+            (502, Some([RetryOn::GatewayError, RetryOn::Status5xx])),
+            (503, Some([RetryOn::GatewayError, RetryOn::Status5xx])),
+            (504, Some([RetryOn::GatewayError, RetryOn::Status5xx])),
+            (599, Some([RetryOn::Status5xx, RetryOn::Status5xx])),
+        ] {
+            assert_eq!(status_kind(status), kinds, "{status}");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! wins), and checks that every backend exists with the port it names.
 
 pub mod refs;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,9 +18,9 @@ use tracing::instrument;
 
 use super::context::Context;
 use super::error::ReconcileError;
-use crate::api::conditions::{self as c, condition, set_condition};
+use crate::api::GatewayRoute;
+use crate::api::conditions as c;
 use crate::api::gateway_route::PathMatchType;
-use crate::api::{GatewayRoute, GatewayRouteStatus};
 use crate::gateway::policy::{self, PolicyEnv, Secrets};
 use crate::gateway::table::{Inputs, RouteTable};
 
@@ -126,76 +127,13 @@ pub async fn reconcile(
     let missing = refs::missing(&route, &ns, &ctx.microservices, ctx.services.get());
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let g = route.metadata.generation;
-    let mut conds = route
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let mut set = |ty: &str, ok: bool, reason: &str, msg: String| {
-        set_condition(&mut conds, condition(ty, ok, reason, msg, g, now.clone()));
+    let observed = status::Observed {
+        generation: route.metadata.generation,
+        problems,
+        conflicts: clashes,
+        missing,
     };
-    let stalled = if !problems.is_empty() {
-        let msg = problems.join("; ");
-        set(c::ACCEPTED, false, "Invalid", msg.clone());
-        Some(("Invalid", msg))
-    } else if let Some((other, host, path)) = clashes.first() {
-        let msg =
-            format!("host {host} path {path} is already served by the older GatewayRoute {other}");
-        set(c::ACCEPTED, false, "Conflict", msg.clone());
-        Some(("Conflict", msg))
-    } else {
-        set(
-            c::ACCEPTED,
-            true,
-            "Accepted",
-            "the gateway serves this route".to_owned(),
-        );
-        None
-    };
-    let refs_ok = missing.is_empty();
-    if refs_ok {
-        set(
-            c::RESOLVED_REFS,
-            true,
-            "ResolvedRefs",
-            "every backend exists".to_owned(),
-        );
-    } else {
-        set(
-            c::RESOLVED_REFS,
-            false,
-            "BackendNotFound",
-            missing.join("; "),
-        );
-    }
-    match (&stalled, refs_ok) {
-        (Some((reason, msg)), _) => {
-            set(c::STALLED, true, reason, msg.clone());
-            set(c::READY, false, reason, msg.clone());
-            set(c::RECONCILING, false, "Stalled", String::new());
-        }
-        (None, false) => {
-            let msg = missing.join("; ");
-            set(c::STALLED, false, "Progressing", String::new());
-            set(c::READY, false, "BackendNotFound", msg.clone());
-            set(c::RECONCILING, true, "BackendNotFound", msg);
-        }
-        (None, true) => {
-            set(c::STALLED, false, "Progressing", String::new());
-            set(
-                c::READY,
-                true,
-                "Ready",
-                "accepted, every backend resolves".to_owned(),
-            );
-            set(c::RECONCILING, false, "Ready", String::new());
-        }
-    }
-    let status = GatewayRouteStatus {
-        observed_generation: g,
-        conditions: conds,
-    };
+    let (status, stalled) = status::compute(route.status.as_ref(), &observed, &now);
     if route.status.as_ref() != Some(&status) {
         super::apply::apply_status(&ctx.api::<GatewayRoute>(&ns), &name, &status).await?;
         if let Some((reason, msg)) = &stalled
@@ -250,3 +188,101 @@ pub fn error_policy(route: Arc<GatewayRoute>, error: &ReconcileError, ctx: Arc<C
 
 /// The Service cache type the reconciler reads.
 pub type Services = Store<Service>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route created at `created` (seconds) with `hosts` and rules given as JSON.
+    fn route(
+        name: &str,
+        created: i64,
+        hosts: &[&str],
+        rules: serde_json::Value,
+    ) -> Arc<GatewayRoute> {
+        let mut r: GatewayRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "atrium.dev/v1alpha1",
+            "kind": "GatewayRoute",
+            "metadata": {"name": name, "namespace": "shop", "uid": name},
+            "spec": {"hostnames": hosts, "rules": rules},
+        }))
+        .expect("a valid route");
+        r.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(created).expect("timestamp"),
+        ));
+        Arc::new(r)
+    }
+
+    fn exact(path: &str) -> serde_json::Value {
+        serde_json::json!([{"matches": [{"path": {"type": "Exact", "value": path}}], "backends": [{"microservice": "users"}]}])
+    }
+
+    #[test]
+    fn the_newer_of_two_routes_claiming_a_host_and_exact_path_conflicts() {
+        let old = route("old", 10, &["shop.local"], exact("/login"));
+        // (description, newer route, conflicts found)
+        let cases = [
+            (
+                "same host and path",
+                route("new", 20, &["shop.local"], exact("/login")),
+                1,
+            ),
+            (
+                "another host",
+                route("new", 20, &["api.local"], exact("/login")),
+                0,
+            ),
+            (
+                "another path",
+                route("new", 20, &["shop.local"], exact("/logout")),
+                0,
+            ),
+            (
+                "a prefix is not a claim",
+                route(
+                    "new",
+                    20,
+                    &["shop.local"],
+                    serde_json::json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/login"}}], "backends": [{"microservice": "users"}]}]),
+                ),
+                0,
+            ),
+            (
+                "narrowed by a method",
+                route(
+                    "new",
+                    20,
+                    &["shop.local"],
+                    serde_json::json!([{"matches": [{"path": {"type": "Exact", "value": "/login"}, "method": "POST"}], "backends": [{"microservice": "users"}]}]),
+                ),
+                0,
+            ),
+        ];
+        for (what, new, expected) in cases {
+            let all = vec![old.clone(), new.clone()];
+            assert_eq!(conflicts(&new, &all).len(), expected, "{what}");
+            assert!(
+                conflicts(&old, &all).is_empty(),
+                "the older route wins: {what}"
+            );
+        }
+        let new = route("new", 20, &["shop.local"], exact("/login"));
+        assert_eq!(
+            conflicts(&new, &[old.clone(), new.clone()]),
+            [(
+                "shop/old".to_owned(),
+                "shop.local".to_owned(),
+                "/login".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn routes_without_hostnames_claim_any_host_and_ties_go_by_name() {
+        let a = route("a", 10, &[], exact("/x"));
+        let b = route("b", 10, &[], exact("/x"));
+        let all = vec![a.clone(), b.clone()];
+        assert_eq!(conflicts(&b, &all).len(), 1, "same age: the name decides");
+        assert!(conflicts(&a, &all).is_empty());
+    }
+}

@@ -14,15 +14,7 @@ use kube::{Resource, ResourceExt};
 use super::labels;
 use crate::api::Microservice;
 use crate::api::microservice::Protocol;
-
-/// One instance to health-check: address and the port the check uses.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Target {
-    /// IP address or DNS name.
-    pub address: String,
-    /// Port the check connects to.
-    pub port: u16,
-}
+use crate::controller::health_checks::Target;
 
 /// The EndpointSlice address type of an address.
 pub fn address_type(address: &str) -> &'static str {

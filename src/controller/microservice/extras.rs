@@ -81,3 +81,74 @@ pub fn pod_monitor(ms: &Microservice) -> Option<Value> {
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample as ms;
+    use super::*;
+
+    #[test]
+    fn each_optional_child_exists_only_while_asked_for() {
+        // (spec, hpa, pdb, pod monitor)
+        let cases = [
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}]}),
+                false,
+                false,
+                false,
+            ),
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}], "autoscaling": {"maxReplicas": 4}}),
+                true,
+                false,
+                false,
+            ),
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}], "disruptionBudget": {"minAvailable": 1}}),
+                false,
+                true,
+                false,
+            ),
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}], "metrics": {"port": 8080}}),
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (spec, h, p, m) in cases {
+            let svc = ms(spec.clone());
+            assert_eq!(hpa(&svc).is_some(), h, "{spec}");
+            assert_eq!(pdb(&svc).is_some(), p, "{spec}");
+            assert_eq!(pod_monitor(&svc).is_some(), m, "{spec}");
+        }
+    }
+
+    #[test]
+    fn children_target_the_deployment_and_its_pods() {
+        let svc = ms(serde_json::json!({
+            "image": "u:1",
+            "ports": [{"name": "http", "port": 8080}],
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70},
+            "disruptionBudget": {"minAvailable": 1},
+            "metrics": {"port": 9090, "path": "/m"},
+        }));
+        let h = hpa(&svc).and_then(|h| h.spec).expect("hpa spec");
+        assert_eq!(
+            (
+                h.scale_target_ref.kind.as_str(),
+                h.scale_target_ref.name.as_str()
+            ),
+            ("Deployment", "users")
+        );
+        assert_eq!((h.min_replicas, h.max_replicas), (Some(2), 6));
+        let p = pdb(&svc).and_then(|p| p.spec).expect("pdb spec");
+        assert_eq!(
+            p.selector.and_then(|s| s.match_labels),
+            Some(labels::selector("users"))
+        );
+        let monitor = pod_monitor(&svc).expect("pod monitor");
+        assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+        assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["path"], "/m");
+    }
+}

@@ -490,3 +490,13 @@ pub fn error_policy(ms: Arc<Microservice>, error: &ReconcileError, ctx: Arc<Cont
         crate::backoff::jitter_seed(),
     ))
 }
+
+/// A Microservice `users` in namespace `shop` with `spec` (JSON), for the builders' unit tests.
+#[cfg(test)]
+pub(crate) fn sample(spec: serde_json::Value) -> Microservice {
+    let spec: crate::api::microservice::MicroserviceSpec =
+        serde_json::from_value(spec).expect("a valid spec");
+    let mut m = Microservice::new("users", spec);
+    m.metadata.namespace = Some("shop".into());
+    m
+}

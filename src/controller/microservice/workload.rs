@@ -241,3 +241,133 @@ pub fn url(ms: &Microservice) -> Option<String> {
         port.port
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample as ms;
+    use super::*;
+
+    fn container(d: &Deployment) -> Container {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec")
+            .containers[0]
+            .clone()
+    }
+
+    #[test]
+    fn probes_follow_the_health_check() {
+        // (health check, expected HTTP path, expected TCP port, expected probe port)
+        let cases = [
+            (
+                serde_json::json!({"path": "/healthz"}),
+                Some("/healthz"),
+                false,
+                8080,
+            ),
+            (
+                serde_json::json!({"path": "/ready", "port": 9000}),
+                Some("/ready"),
+                false,
+                9000,
+            ),
+            (serde_json::json!({}), None, true, 8080),
+        ];
+        for (hc, path, tcp, port) in cases {
+            let m = ms(serde_json::json!({
+                "image": "users:1",
+                "ports": [{"name": "http", "port": 8080}],
+                "healthCheck": hc,
+            }));
+            let c = container(&deployment(&m, &Configs::default(), Scrape::None));
+            let p = c.readiness_probe.expect("a readiness probe");
+            assert_eq!(p.http_get.as_ref().and_then(|h| h.path.as_deref()), path);
+            assert_eq!(p.tcp_socket.is_some(), tcp);
+            let got = p.http_get.map(|h| h.port).or(p.tcp_socket.map(|t| t.port));
+            assert_eq!(got, Some(IntOrString::Int(port)));
+            assert!(c.liveness_probe.is_some());
+        }
+        let none =
+            ms(serde_json::json!({"image": "users:1", "ports": [{"name": "http", "port": 8080}]}));
+        let c = container(&deployment(&none, &Configs::default(), Scrape::None));
+        assert!(c.readiness_probe.is_none(), "no health check, no probe");
+    }
+
+    #[test]
+    fn metrics_ports_and_scrape_annotations() {
+        // (metrics port, scrape mode, expected metrics port name, annotations present)
+        let cases = [
+            (8080, Scrape::Annotations, "http", true),
+            (9090, Scrape::Annotations, "metrics", true),
+            (9090, Scrape::PodMonitor, "metrics", false),
+        ];
+        for (port, scrape, name, annotated) in cases {
+            let m = ms(serde_json::json!({
+                "image": "users:1",
+                "ports": [{"name": "http", "port": 8080}],
+                "metrics": {"port": port},
+            }));
+            assert_eq!(metrics_port_name(&m).as_deref(), Some(name));
+            let d = deployment(&m, &Configs::default(), scrape);
+            let ports: Vec<_> = container(&d)
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| p.name)
+                .collect();
+            assert!(ports.contains(&name.to_owned()), "{ports:?}");
+            let annotations = d
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .unwrap_or_default();
+            assert_eq!(
+                annotations.get("prometheus.io/port").cloned(),
+                annotated.then(|| port.to_string()),
+                "{scrape:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_are_left_to_an_autoscaler() {
+        for (spec, replicas) in [
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}], "replicas": 3}),
+                Some(3),
+            ),
+            (
+                serde_json::json!({"image": "u:1", "ports": [{"name": "http", "port": 8080}], "replicas": 3, "autoscaling": {"maxReplicas": 5}}),
+                None,
+            ),
+        ] {
+            let d = deployment(&ms(spec), &Configs::default(), Scrape::None);
+            assert_eq!(d.spec.and_then(|s| s.replicas), replicas);
+        }
+    }
+
+    #[test]
+    fn the_service_has_every_port_and_the_url_the_first() {
+        let m = ms(serde_json::json!({
+            "image": "users:1",
+            "ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9000}],
+        }));
+        let svc = service(&m);
+        let ports: Vec<(Option<String>, i32)> = svc
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.name, p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            [(Some("http".into()), 8080), (Some("grpc".into()), 9000)]
+        );
+        assert_eq!(
+            url(&m).as_deref(),
+            Some("http://users.shop.svc.cluster.local:8080")
+        );
+    }
+}
