@@ -12,6 +12,13 @@ use support::*;
 const SERVICES: usize = 50;
 const API_OUTAGE: Duration = Duration::from_secs(20);
 const ETCD_OUTAGE: Duration = Duration::from_secs(15);
+/// How long the controller and the gateway may take to be current again once the API server
+/// is back: "seconds" (it was 52-80 s for the gateway and minutes for the controller when one
+/// back-off was shared by every watch); the figures measured are in the report.
+const RECOVERY: Duration = Duration::from_secs(30);
+/// The control plane's own components (controller manager, scheduler, KWOK) take 45-75 s here
+/// to catch up after the outage; waits on what they do get room for that.
+const CONTROL_PLANE: Duration = Duration::from_secs(240);
 
 fn microservice(name: &str) -> String {
     format!(
@@ -235,7 +242,7 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
     let back = Instant::now();
     wait_until(
         "the controller to lead again with current watches",
-        WAIT,
+        RECOVERY,
         || {
             (leader_status(cport).as_deref() == Some("1")
                 && status_of(cport, "/readyz") == Some(200))
@@ -244,20 +251,22 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
     );
     let controller_ready = back.elapsed();
     apply_yaml(&ns, &route("after", "/after"));
-    wait_until("a route made after the return to serve", WAIT, || {
+    wait_until("a route made after the return to serve", RECOVERY, || {
         (status_of(port, "/after") == Some(200)).then_some(())
     });
     let gateway_caught_up = back.elapsed();
     apply_yaml(&ns, &microservice("late"));
-    wait_until("every Deployment to be available", WAIT, || {
+    wait_until("every Deployment to be available", CONTROL_PLANE, || {
         (available_deployments(&ns) == SERVICES + 1).then_some(())
     });
     let deployments_available = back.elapsed();
-    wait_until("every Service to have a ready endpoint", WAIT, || {
-        (services_with_ready_endpoints(&ns) == SERVICES + 2).then_some(())
-    });
+    wait_until(
+        "every Service to have a ready endpoint",
+        CONTROL_PLANE,
+        || (services_with_ready_endpoints(&ns) == SERVICES + 2).then_some(()),
+    );
     let endpoints_ready = back.elapsed();
-    let ready = wait_until("every Microservice to become Ready", WAIT, || {
+    let ready = wait_until("every Microservice to become Ready", CONTROL_PLANE, || {
         let r = ready_names(&ns);
         (r.len() == SERVICES + 2).then_some(r)
     });
