@@ -29,16 +29,28 @@ pub enum TelemetryError {
     Init(String),
 }
 
+/// kube's HTTP layer logs every failed request at ERROR (each retry of each watch while the
+/// API server is away); Atrium's watches and reconcilers log those failures themselves, once
+/// per streak, so that layer is off unless the filter names `kube_client` itself.
+fn effective_filter(filter: &str) -> String {
+    if filter.contains("kube_client") {
+        filter.to_owned()
+    } else {
+        format!("{filter},kube_client::client::builder=off")
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
 pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => f,
         _ => level.to_owned(),
     };
-    let env_filter = EnvFilter::try_new(&filter).map_err(|source| TelemetryError::Filter {
-        filter: filter.clone(),
-        source,
-    })?;
+    let env_filter =
+        EnvFilter::try_new(effective_filter(&filter)).map_err(|source| TelemetryError::Filter {
+            filter: filter.clone(),
+            source,
+        })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr);
@@ -47,4 +59,22 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| TelemetryError::Init(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_request_errors_are_left_to_our_own_logs_unless_asked_for() {
+        assert_eq!(
+            effective_filter("info"),
+            "info,kube_client::client::builder=off"
+        );
+        assert_eq!(
+            effective_filter("info,kube_client=debug"),
+            "info,kube_client=debug"
+        );
+        assert!(EnvFilter::try_new(effective_filter("warn,atrium=debug")).is_ok());
+    }
 }
