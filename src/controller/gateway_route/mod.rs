@@ -9,7 +9,7 @@ pub mod status;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -185,9 +185,6 @@ pub fn error_policy(route: Arc<GatewayRoute>, error: &ReconcileError, ctx: Arc<C
         .inc();
     Action::requeue(crate::backoff::reconcile(3, crate::backoff::jitter_seed()))
 }
-
-/// The Service cache type the reconciler reads.
-pub type Services = Store<Service>;
 
 #[cfg(test)]
 mod tests {
