@@ -125,14 +125,15 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
                 () = e.acquire() => {}
             }
         }
-        leading.set(1);
         let outcome = {
+            // The watches are registered (not current yet) before the replica says it leads.
             let controllers = run::controllers(
                 client.clone(),
                 args.watch_namespace.clone(),
                 metrics.clone(),
                 watches.clone(),
             );
+            leading.set(1);
             let keep = async {
                 match &elector {
                     Some(e) => e.keep().await,

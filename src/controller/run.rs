@@ -29,14 +29,15 @@ use super::service_config;
 use crate::api::conditions;
 use crate::api::{GatewayRoute, Microservice, ServiceConfig};
 
-/// Runs every reconciler; resolves only when they all stop. Every watch is a
-/// [`resilient`](crate::watch::resilient) one recorded in `health`.
-pub async fn controllers(
+/// Every reconciler, as a future that resolves only when they all stop. The watches are
+/// registered in `health` (a [`resilient`](crate::watch::resilient) one each) before this
+/// returns, so `/readyz` says not ready from the moment a new leader starts until they listed.
+pub fn controllers(
     client: Client,
     namespace: Option<String>,
     metrics: ControllerMetrics,
     health: WatchHealth,
-) {
+) -> impl std::future::Future<Output = ()> + use<> {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
     let h = &health;
@@ -238,11 +239,13 @@ pub async fn controllers(
 
     let routes = route_controller(&client, ns, &cfg, h, ctx_for_routes);
 
-    tokio::select! {
-        () = run => {},
-        () = configs => {},
-        () = routes => {},
-        () = janitor => {},
+    async move {
+        tokio::select! {
+            () = run => {},
+            () = configs => {},
+            () = routes => {},
+            () = janitor => {},
+        }
     }
 }
 
@@ -346,7 +349,7 @@ fn route_controller(
     cfg: &watcher::Config,
     h: &WatchHealth,
     ctx: Arc<Context>,
-) -> impl std::future::Future<Output = ()> {
+) -> impl std::future::Future<Output = ()> + use<> {
     let (routes, routes_writer) = reflector::store::<GatewayRoute>();
     let controller = Controller::for_stream(
         reflector::reflector(
