@@ -32,74 +32,58 @@ fn route(name: &str, prefix: &str) -> String {
     )
 }
 
-/// Names of the Microservices whose `Ready` is `True`.
-fn ready_names(ns: &str) -> Vec<String> {
-    let out = kubectl(
-        &[
-            "get",
-            "microservices",
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-        ],
-        None,
-    );
+/// `name=value` lines, one per object of `resource` in `ns`: `{.metadata.name}`-style
+/// JSONPath expressions for the two sides (a failed call reads as no objects).
+fn pairs(ns: &str, resource: &str, name: &str, value: &str) -> Vec<(String, String)> {
+    let path = format!("jsonpath={{range .items[*]}}{name}={value}{{\"\\n\"}}{{end}}");
+    let out = kubectl(&["get", resource, "-n", ns, "-o", &path], None);
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.strip_suffix("=True"))
-        .map(str::to_owned)
+        .filter_map(|l| l.split_once('='))
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .collect()
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
+/// Names of the Microservices whose `Ready` is `True`.
+fn ready_names(ns: &str) -> Vec<String> {
+    pairs(
+        ns,
+        "microservices",
+        "{.metadata.name}",
+        r#"{.status.conditions[?(@.type=="Ready")].status}"#,
+    )
+    .into_iter()
+    .filter(|(_, ready)| ready == "True")
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Services (by EndpointSlice label) with at least one ready endpoint.
 fn services_with_ready_endpoints(ns: &str) -> usize {
-    let out = kubectl(
-        &[
-            "get",
-            "endpointslices",
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.labels.kubernetes\.io/service-name}={.endpoints[*].conditions.ready}{"\n"}{end}"#,
-        ],
-        None,
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .filter(|(_, ready)| ready.contains("true"))
-        .map(|(svc, _)| svc.to_owned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+    pairs(
+        ns,
+        "endpointslices",
+        r"{.metadata.labels.kubernetes\.io/service-name}",
+        "{.endpoints[*].conditions.ready}",
+    )
+    .into_iter()
+    .filter(|(_, ready)| ready.contains("true"))
+    .map(|(svc, _)| svc)
+    .collect::<std::collections::BTreeSet<_>>()
+    .len()
 }
 
 /// Deployments with every replica available.
 fn available_deployments(ns: &str) -> usize {
-    let out = kubectl(
-        &[
-            "get",
-            "deployments",
-            "-n",
-            ns,
-            "-o",
-            r#"jsonpath={range .items[*]}{.spec.replicas}={.status.availableReplicas}{"\n"}{end}"#,
-        ],
-        None,
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.split_once('=').is_some_and(|(a, b)| a == b))
-        .count()
+    pairs(
+        ns,
+        "deployments",
+        "{.spec.replicas}",
+        "{.status.availableReplicas}",
+    )
+    .into_iter()
+    .filter(|(want, have)| want == have)
+    .count()
 }
 
 fn status_of(port: u16, path: &str) -> Option<u16> {

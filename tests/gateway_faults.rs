@@ -337,13 +337,7 @@ fn a_rolling_restart_of_two_replicas_fails_no_request() {
     );
     let started = Instant::now();
     for (i, (p, a)) in ports.iter().enumerate() {
-        let pid = replicas[i].0.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(sent, "SIGTERM sent");
+        signal(replicas[i].0.id(), "TERM");
         let status = wait_until(
             "the replica to drain and exit",
             Duration::from_secs(30),

@@ -590,14 +590,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         Duration::from_secs(10),
         || (slow.received() >= 10).then_some(()),
     );
-    let pid = gateway.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs")
-            .success()
-    );
+    signal(gateway.0.id(), "TERM");
     let codes: Vec<u16> = inflight
         .into_iter()
         .map(|t| t.join().expect("request thread"))
@@ -625,14 +618,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
         ],
         &[],
     );
-    let pid = idle.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs")
-            .success()
-    );
+    signal(idle.0.id(), "TERM");
     let status = wait_until("an idle gateway to exit", Duration::from_secs(30), || {
         idle.0.try_wait().ok().flatten()
     });

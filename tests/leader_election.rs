@@ -61,16 +61,6 @@ fn reconciles(port: u16) -> f64 {
         .sum()
 }
 
-fn sigterm(proc: &Proc) {
-    let pid = proc.0.id().to_string();
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "SIGTERM sent");
-}
-
 #[test]
 fn one_replica_leads_and_the_other_takes_over() {
     assert_hermetic_network();
@@ -128,7 +118,7 @@ fn one_replica_leads_and_the_other_takes_over() {
         "a new follower does not reconcile"
     );
     let mut follower = follower;
-    sigterm(&follower);
+    signal(follower.0.id(), "TERM");
     let terminated = Instant::now();
     let status = follower.0.wait().expect("the leader exits");
     assert!(status.success(), "SIGTERM is a clean exit: {status:?}");

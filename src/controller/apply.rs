@@ -65,13 +65,11 @@ where
     Ok(())
 }
 
-/// The kind of one of our resources as a `'static` name (for errors and metrics).
+/// The kind of a statically typed resource as a `'static` name (for errors and metrics).
 fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Microservice" => "Microservice",
-        "ServiceConfig" => "ServiceConfig",
-        "GatewayRoute" => "GatewayRoute",
-        _ => "object",
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        std::borrow::Cow::Owned(_) => "object",
     }
 }
 

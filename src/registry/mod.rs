@@ -144,18 +144,21 @@ mod tests {
             slice(
                 "a",
                 "users",
-                vec![(vec!["10.0.0.1"], None), (vec!["10.0.0.2"], Some(false))],
+                vec![
+                    (vec!["198.18.200.1"], None),
+                    (vec!["198.18.200.2"], Some(false)),
+                ],
             ),
             slice(
                 "a",
                 "users",
                 vec![
-                    (vec!["10.0.0.2"], Some(true)),
-                    (vec!["10.0.0.3"], Some(false)),
+                    (vec!["198.18.200.2"], Some(true)),
+                    (vec!["198.18.200.3"], Some(false)),
                 ],
             ),
-            slice("a", "orders", vec![(vec!["10.0.0.9"], Some(true))]),
-            slice("b", "users", vec![(vec!["10.0.0.8"], Some(true))]),
+            slice("a", "orders", vec![(vec!["198.18.200.9"], Some(true))]),
+            slice("b", "users", vec![(vec!["198.18.200.8"], Some(true))]),
         ];
         assert_eq!(counts(&slices, "a", "users"), (2, 3));
         assert_eq!(counts(&slices, "a", "orders"), (1, 1));

@@ -140,3 +140,13 @@ pub fn start_pod_runner(namespace: &str) -> Proc {
         .expect("pod-runner starts");
     Proc(child)
 }
+
+/// Sends signal `sig` (`TERM`, `STOP`, `CONT`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(sent, "kill -{sig} {pid}");
+}
