@@ -182,9 +182,13 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
         "{stalled}"
     );
     signal(api, "CONT");
-    wait_until("/livez and /readyz to recover", WAIT, || {
-        (status_of(cport, "/livez") == Some(200) && status_of(cport, "/readyz") == Some(200))
-            .then_some(())
+    // A pause longer than the renewals allow makes the leader step down; it leads again, with
+    // current watches, once the API server answers.
+    wait_until("/livez, /readyz and leadership to recover", WAIT, || {
+        (status_of(cport, "/livez") == Some(200)
+            && status_of(cport, "/readyz") == Some(200)
+            && leader_status(cport).as_deref() == Some("1"))
+        .then_some(())
     });
 
     // 50 Microservices at once; the API server dies while they are being reconciled.
