@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod podrunner;
 pub mod rbac;
 pub mod registry;
+pub mod route;
 pub mod scope;
 pub mod telemetry;
 pub mod token;

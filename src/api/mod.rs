@@ -10,6 +10,7 @@ pub mod crds;
 pub mod duration;
 pub mod gateway_route;
 pub mod microservice;
+pub mod policy;
 pub mod service_config;
 
 pub use gateway_route::{GatewayRoute, GatewayRouteSpec, GatewayRouteStatus};

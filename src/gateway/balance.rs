@@ -49,17 +49,7 @@ impl Serialize for Slot {
     }
 }
 
-/// How a rule picks endpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Balance {
-    /// Each endpoint in turn.
-    #[default]
-    RoundRobin,
-    /// The less busy of two endpoints.
-    LeastRequest,
-    /// The endpoint a request key hashes to.
-    ConsistentHash,
-}
+pub use crate::route::Balance;
 
 fn mix(mut x: u64) -> u64 {
     // splitmix64 finaliser: a cheap, well-spread 64-bit mix.

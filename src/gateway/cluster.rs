@@ -298,12 +298,16 @@ pub fn inputs(stores: &Stores) -> Inputs {
             }
         }
     }
-    let routes: Vec<GatewayRoute> = routes.state().iter().map(|r| r.as_ref().clone()).collect();
+    let routes: Vec<_> = routes
+        .state()
+        .iter()
+        .map(|r| crate::route::gateway_route::compile(r))
+        .collect();
     let mut secret_data = Secrets::new();
-    for r in &routes {
-        let ns = r.namespace().unwrap_or_default();
+    for r in routes.iter().flatten() {
+        let ns = &r.source.namespace;
         for name in referenced_secrets(r) {
-            let key = ObjectRef::new(&name).within(&ns);
+            let key = ObjectRef::new(&name).within(ns);
             if let Some(s) = secrets.iter().find_map(|store| store.get(&key)) {
                 secret_data.insert(format!("{ns}/{name}"), secret_data_of(&s));
             }

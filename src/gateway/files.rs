@@ -114,7 +114,9 @@ fn add(inputs: &mut Inputs, mut doc: Value) -> Result<(), String> {
         "GatewayRoute" => {
             let route: GatewayRoute =
                 serde_json::from_value(doc).map_err(|e| format!("GatewayRoute {name}: {e}"))?;
-            inputs.routes.push(route);
+            inputs
+                .routes
+                .push(crate::route::gateway_route::compile(&route));
         }
         "Microservice" => {
             let ms: Microservice =

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::api::gateway_route::HeaderModifier;
+use crate::route::HeaderChanges;
 
 /// A request id: the incoming one when it is a sane token (1-128 of `[A-Za-z0-9._-]`), else a
 /// new 32-hex-digit id.
@@ -46,12 +46,12 @@ pub enum HeaderOp<'a> {
 }
 
 /// The changes of a modifier in the order they apply: remove, set, add.
-pub fn ops(m: &HeaderModifier) -> impl Iterator<Item = HeaderOp<'_>> {
+pub fn ops(m: &HeaderChanges) -> impl Iterator<Item = HeaderOp<'_>> {
     m.remove
         .iter()
         .map(|n| HeaderOp::Remove(n))
-        .chain(m.set.iter().map(|h| HeaderOp::Set(&h.name, &h.value)))
-        .chain(m.add.iter().map(|h| HeaderOp::Add(&h.name, &h.value)))
+        .chain(m.set.iter().map(|(n, v)| HeaderOp::Set(n, v)))
+        .chain(m.add.iter().map(|(n, v)| HeaderOp::Add(n, v)))
 }
 
 #[cfg(test)]

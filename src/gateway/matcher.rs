@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 
-use crate::api::gateway_route::{PathMatch, PathMatchType, ValueMatch, ValueMatchType};
+use crate::route::{Match, PathKind, PathMatch, ValueKind, ValueMatch};
 
 /// One segment of a path template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,16 +52,13 @@ fn anchored(pattern: &str) -> Result<Regex, MatcherError> {
 }
 
 impl PathMatcher {
-    /// Compiles a path condition (`None` means PathPrefix `/`).
-    pub fn compile(m: Option<&PathMatch>) -> Result<Self, MatcherError> {
-        let Some(m) = m else {
-            return Ok(Self::Prefix(String::new()));
-        };
-        Ok(match m.type_ {
-            PathMatchType::Exact => Self::Exact(m.value.clone()),
-            PathMatchType::PathPrefix => Self::Prefix(m.value.trim_end_matches('/').to_owned()),
-            PathMatchType::RegularExpression => Self::Regex(anchored(&m.value)?),
-            PathMatchType::Template => Self::Template(parse_template(&m.value)?),
+    /// Compiles a path condition.
+    pub fn compile(m: &PathMatch) -> Result<Self, MatcherError> {
+        Ok(match m.kind {
+            PathKind::Exact => Self::Exact(m.value.clone()),
+            PathKind::Prefix => Self::Prefix(m.value.trim_end_matches('/').to_owned()),
+            PathKind::Regex => Self::Regex(anchored(&m.value)?),
+            PathKind::Template => Self::Template(parse_template(&m.value)?),
         })
     }
 
@@ -182,9 +179,9 @@ impl ValueMatcher {
             } else {
                 m.name.clone()
             },
-            matcher: match m.type_ {
-                ValueMatchType::Exact => Value::Exact(m.value.clone()),
-                ValueMatchType::RegularExpression => Value::Regex(anchored(&m.value)?),
+            matcher: match m.kind {
+                ValueKind::Exact => Value::Exact(m.value.clone()),
+                ValueKind::Regex => Value::Regex(anchored(&m.value)?),
             },
         })
     }
@@ -198,32 +195,113 @@ impl ValueMatcher {
     }
 }
 
+/// The request properties routing looks at.
+pub struct Request<'a> {
+    /// Host without port, lower-case.
+    pub host: &'a str,
+    /// Method.
+    pub method: &'a str,
+    /// Normalised path.
+    pub path: &'a str,
+    /// Query string (without `?`).
+    pub query: Option<&'a str>,
+    /// Header lookup by lower-case name.
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// A compiled [`Match`]: every condition must hold.
+#[derive(Clone, Debug)]
+pub struct RequestMatcher {
+    /// The path condition.
+    pub path: PathMatcher,
+    method: Option<String>,
+    headers: Vec<ValueMatcher>,
+    query: Vec<ValueMatcher>,
+}
+
+impl RequestMatcher {
+    /// Compiles a match.
+    pub fn compile(m: &Match) -> Result<Self, MatcherError> {
+        Ok(Self {
+            path: PathMatcher::compile(&m.path)?,
+            method: m.method.clone(),
+            headers: m
+                .headers
+                .iter()
+                .map(|h| ValueMatcher::compile(h, true))
+                .collect::<Result<_, _>>()?,
+            query: m
+                .query
+                .iter()
+                .map(|q| ValueMatcher::compile(q, false))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Length of a prefix path (what `ReplacePrefixMatch` replaces); 0 for other paths.
+    pub fn prefix_len(&self) -> usize {
+        match &self.path {
+            PathMatcher::Prefix(p) => p.len(),
+            _ => 0,
+        }
+    }
+
+    /// Whether `req` meets every condition; template parameters go into `params`.
+    pub fn matches(&self, req: &Request<'_>, params: &mut BTreeMap<String, String>) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != req.method) {
+            return false;
+        }
+        for h in &self.headers {
+            if !(req.header)(&h.name).is_some_and(|v| h.accepts(&v)) {
+                return false;
+            }
+        }
+        if !self.query.is_empty() {
+            let pairs = url_pairs(req.query.unwrap_or(""));
+            for q in &self.query {
+                if !pairs.iter().any(|(k, v)| *k == q.name && q.accepts(v)) {
+                    return false;
+                }
+            }
+        }
+        self.path.matches(req.path, params)
+    }
+}
+
+fn url_pairs(query: &str) -> Vec<(&str, &str)> {
+    query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pm(t: PathMatchType, v: &str) -> PathMatcher {
-        PathMatcher::compile(Some(&PathMatch {
-            type_: t,
+    fn pm(kind: PathKind, v: &str) -> PathMatcher {
+        PathMatcher::compile(&PathMatch {
+            kind,
             value: v.into(),
-        }))
+        })
         .expect("compiles")
     }
 
     #[test]
     fn prefixes_match_whole_segments() {
-        let p = pm(PathMatchType::PathPrefix, "/api");
+        let p = pm(PathKind::Prefix, "/api");
         let mut params = BTreeMap::new();
         assert!(p.matches("/api", &mut params));
         assert!(p.matches("/api/users", &mut params));
         assert!(!p.matches("/apix", &mut params));
-        assert!(pm(PathMatchType::PathPrefix, "/").matches("/anything", &mut params));
-        assert!(pm(PathMatchType::PathPrefix, "/api/").matches("/api/x", &mut params));
+        assert!(pm(PathKind::Prefix, "/").matches("/anything", &mut params));
+        assert!(pm(PathKind::Prefix, "/api/").matches("/api/x", &mut params));
     }
 
     #[test]
     fn templates_capture_one_segment_per_parameter() {
-        let t = pm(PathMatchType::Template, "/api/users/{id}/orders/{order}");
+        let t = pm(PathKind::Template, "/api/users/{id}/orders/{order}");
         let mut params = BTreeMap::new();
         assert!(t.matches("/api/users/42/orders/7", &mut params));
         assert_eq!(params["id"], "42");
@@ -238,7 +316,7 @@ mod tests {
 
     #[test]
     fn regexes_match_the_whole_path() {
-        let r = pm(PathMatchType::RegularExpression, "/v[0-9]+/.*");
+        let r = pm(PathKind::Regex, "/v[0-9]+/.*");
         let mut params = BTreeMap::new();
         assert!(r.matches("/v2/x", &mut params));
         assert!(!r.matches("/api/v2/x", &mut params));
@@ -263,5 +341,92 @@ mod tests {
         ] {
             assert!(parse_template(t).is_err(), "{t}");
         }
+    }
+
+    #[test]
+    fn request_matchers_need_every_condition() {
+        let value = |name: &str, kind, value: &str| ValueMatch {
+            name: name.into(),
+            kind,
+            value: value.into(),
+        };
+        let m = RequestMatcher::compile(&Match {
+            path: PathMatch {
+                kind: PathKind::Prefix,
+                value: "/api".into(),
+            },
+            method: Some("POST".into()),
+            headers: vec![value("X-Version", ValueKind::Regex, "v[0-9]+")],
+            query: vec![value("debug", ValueKind::Exact, "1")],
+        })
+        .expect("compiles");
+        // (description, method, path, x-version header, query, matches)
+        let cases = [
+            (
+                "all hold",
+                "POST",
+                "/api/x",
+                Some("v2"),
+                Some("a=b&debug=1"),
+                true,
+            ),
+            (
+                "wrong method",
+                "GET",
+                "/api/x",
+                Some("v2"),
+                Some("debug=1"),
+                false,
+            ),
+            (
+                "wrong path",
+                "POST",
+                "/apix",
+                Some("v2"),
+                Some("debug=1"),
+                false,
+            ),
+            (
+                "header missing",
+                "POST",
+                "/api",
+                None,
+                Some("debug=1"),
+                false,
+            ),
+            (
+                "header regex is whole-value",
+                "POST",
+                "/api",
+                Some("xv2"),
+                Some("debug=1"),
+                false,
+            ),
+            (
+                "query value differs",
+                "POST",
+                "/api",
+                Some("v2"),
+                Some("debug=10"),
+                false,
+            ),
+            ("query missing", "POST", "/api", Some("v2"), None, false),
+        ];
+        for (what, method, path, version, query, want) in cases {
+            let header = move |n: &str| {
+                (n == "x-version")
+                    .then(|| version.map(str::to_owned))
+                    .flatten()
+            };
+            let req = Request {
+                host: "h",
+                method,
+                path,
+                query,
+                header: &header,
+            };
+            assert_eq!(m.matches(&req, &mut BTreeMap::new()), want, "{what}");
+        }
+        assert_eq!(m.prefix_len(), 4);
     }
 }

@@ -23,7 +23,7 @@ use super::path;
 use super::policy::{self, Outcome, RequestState};
 use super::sampling::Sampler;
 use super::table::{Found, Request, RouteTable, Rule};
-use crate::api::gateway_route::RetryOn;
+use crate::route::{HashKey, RetryOn};
 
 /// The proxy service state: the current table (swapped atomically by the config source) and
 /// the metrics.
@@ -177,36 +177,34 @@ fn host_of(session: &Session) -> String {
 /// The ConsistentHash key of a request: the named header, cookie or query parameter, or the
 /// client IP. `None` (round robin) for other policies or when the request lacks the key.
 fn hash_key(session: &Session, rule: &Rule) -> Option<u64> {
-    use crate::api::gateway_route::HashOnType;
     let on = rule.hash_on.as_ref()?;
     let req = session.req_header();
-    let name = on.name.as_deref().unwrap_or_default();
-    let value: Option<String> = match on.type_ {
-        HashOnType::ClientIp => session
+    let value: Option<String> = match on {
+        HashKey::ClientIp => session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string()),
-        HashOnType::Header => req
+        HashKey::Header(name) => req
             .headers
-            .get(name)
+            .get(name.as_str())
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        HashOnType::Cookie => req
+        HashKey::Cookie(name) => req
             .headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.to_owned()),
-        HashOnType::QueryParam => req
+        HashKey::QueryParam(name) => req
             .uri
             .query()
             .unwrap_or("")
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.to_owned()),
     };
 

@@ -1,28 +1,28 @@
-//! The route table: an immutable, pre-compiled view of every GatewayRoute and the endpoints of
-//! their backends, built off the request path and swapped in atomically.
+//! The route table: an immutable index of every compiled route (see [`super::compile`]) and
+//! the endpoints of their backends, built off the request path and swapped in atomically.
 //!
 //! Lookup order: the request's host picks groups, most specific first (the exact hostname, then
 //! matching wildcards by length, then routes without hostnames); within a group, matches are
 //! tried in precedence order: Exact paths, then PathPrefix and Template by the length of their
 //! literal prefix (longer first), then RegularExpression in declaration order. Ties are broken
 //! by route creation time, then namespace/name, then rule and match index. The first group with
-//! a matching rule wins.
+//! a matching rule wins. A match that lost a conflict ([`crate::route::conflicts`]) is not
+//! indexed for the host it lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kube::ResourceExt;
 use serde::Serialize;
 
-use super::balance::{self, Balance, Slot};
-use super::matcher::{MatcherError, PathMatcher, ValueMatcher, fill_template};
-use super::policy::{self, Policy, PolicyEnv, Secrets};
-use crate::api::GatewayRoute;
-use crate::api::gateway_route::{
-    HashOn, HeaderModifier, HttpMethod, LoadBalancerPolicy, PathMatchType, RetryOn, RewriteType,
-};
+use super::balance::Slot;
+use super::compile;
+pub use super::matcher::Request;
+use super::matcher::RequestMatcher;
+use super::policy::{PolicyEnv, Secrets};
+pub use super::rule::{Backend, Found, Rule};
+use crate::route::{self, Route, conflicts};
 
 /// An instance of a backend service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,8 +49,8 @@ pub struct ServiceEntry {
 /// Everything a table is built from.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
-    /// The routes.
-    pub routes: Vec<GatewayRoute>,
+    /// The routes, as their sources compiled them (a source's refusal is reported as is).
+    pub routes: Vec<Result<Route, BuildError>>,
     /// Backend services by `namespace/name`.
     pub services: BTreeMap<String, ServiceEntry>,
     /// Secret data (JWT keys) by `namespace/name`.
@@ -59,249 +59,38 @@ pub struct Inputs {
     pub env: PolicyEnv,
 }
 
-/// A backend of a rule, resolved to addresses.
-#[derive(Debug, Serialize)]
-pub struct Backend {
-    /// `namespace/name` of the service.
-    pub service: String,
-    /// Relative weight.
-    pub weight: u32,
-    /// Ready endpoints.
-    pub ready: Vec<Slot>,
-    /// Serving-but-terminating endpoints, used only when none is ready.
-    pub draining: Vec<Slot>,
-    #[serde(skip)]
-    next: AtomicUsize,
-}
-
-impl Backend {
-    fn pool(&self) -> &[Slot] {
-        if self.ready.is_empty() {
-            &self.draining
-        } else {
-            &self.ready
-        }
-    }
-
-    fn pick(
-        &self,
-        policy: Balance,
-        key: Option<u64>,
-        ejected: &dyn Fn(SocketAddr) -> bool,
-    ) -> Option<&Slot> {
-        let pool = self.pool();
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let i = balance::pick(pool, policy, turn, key)?;
-        if !ejected(pool[i].addr) {
-            return Some(&pool[i]);
-        }
-        // The choice is ejected: take the next healthy endpoint; if none is, keep the choice
-        // (the last endpoint is never ejected).
-        (1..pool.len())
-            .map(|d| &pool[(i + d) % pool.len()])
-            .find(|s| !ejected(s.addr))
-            .or(Some(&pool[i]))
-    }
-
-    fn available(&self) -> bool {
-        !self.ready.is_empty() || !self.draining.is_empty()
-    }
-}
-
-/// A compiled rule.
-#[derive(Debug, Serialize)]
-pub struct Rule {
-    /// `namespace/name/rule`: the `route` label of metrics and logs.
-    pub id: String,
-    /// Backends.
-    pub backends: Vec<Backend>,
-    /// Path rewrite.
-    #[serde(skip)]
-    pub rewrite: Option<(RewriteType, String)>,
-    /// Request header changes.
-    #[serde(skip)]
-    pub request_headers: Option<HeaderModifier>,
-    /// Response header changes.
-    #[serde(skip)]
-    pub response_headers: Option<HeaderModifier>,
-    /// Time allowed for the upstream's answer (504 after it).
-    #[serde(skip)]
-    pub timeout: Option<std::time::Duration>,
-    /// Retry budget.
-    #[serde(skip)]
-    pub retries: Option<Retries>,
-    /// Policies, in order.
-    #[serde(skip)]
-    pub policies: Vec<Arc<dyn Policy>>,
-    /// Endpoint selection.
-    #[serde(skip)]
-    pub balance: Balance,
-    /// What ConsistentHash hashes.
-    #[serde(skip)]
-    pub hash_on: Option<HashOn>,
-    #[serde(skip)]
-    next: AtomicUsize,
-}
-
-/// A rule's retry policy, compiled.
-#[derive(Clone, Debug)]
-pub struct Retries {
-    /// Extra attempts after the first.
-    pub attempts: u32,
-    /// Failures that are retried.
-    pub on: Vec<RetryOn>,
-    /// Pause before the first retry (doubled each time).
-    pub backoff: std::time::Duration,
-}
-
-impl Rule {
-    /// Picks an endpoint: a backend by weight (weighted round robin over backends that have
-    /// endpoints, or by the key for ConsistentHash), then an endpoint of it by the rule's
-    /// balancing policy. The slot's in-flight count is raised; call [`Slot::release`] when done.
-    pub fn pick(&self, key: Option<u64>, ejected: &dyn Fn(SocketAddr) -> bool) -> Option<&Slot> {
-        let total: u64 = self
-            .backends
-            .iter()
-            .filter(|b| b.available())
-            .map(|b| u64::from(b.weight))
-            .sum();
-        if total == 0 {
-            return None;
-        }
-        let spin = match (self.balance, key) {
-            (Balance::ConsistentHash, Some(k)) => k,
-            _ => self.next.fetch_add(1, Ordering::Relaxed) as u64,
-        };
-        let mut n = spin % total;
-        for b in self.backends.iter().filter(|b| b.available()) {
-            if n < u64::from(b.weight) {
-                let slot = b.pick(self.balance, key, ejected)?;
-                slot.acquire();
-                return Some(slot);
-            }
-            n -= u64::from(b.weight);
-        }
-        None
-    }
-
-    /// The backend service an endpoint belongs to.
-    pub fn service_of(&self, addr: SocketAddr) -> Option<&str> {
-        self.backends
-            .iter()
-            .find(|b| b.ready.iter().chain(&b.draining).any(|s| s.addr == addr))
-            .map(|b| b.service.as_str())
-    }
-
-    /// Counts a request to `addr` out (see [`Rule::pick`]).
-    pub fn release(&self, addr: SocketAddr) {
-        if let Some(slot) = self
-            .backends
-            .iter()
-            .flat_map(|b| b.ready.iter().chain(&b.draining))
-            .find(|s| s.addr == addr)
-        {
-            slot.release();
-        }
-    }
-
-    /// The path to forward, given the normalised request path and what the match captured.
-    pub fn rewrite_path(&self, path: &str, found: &Found) -> String {
-        match &self.rewrite {
-            None => path.to_owned(),
-            Some((RewriteType::ReplaceFullPath, v)) => v.clone(),
-            Some((RewriteType::Template, v)) => fill_template(v, &found.params),
-            Some((RewriteType::ReplacePrefixMatch, v)) => {
-                let rest = path.get(found.prefix_len..).unwrap_or("");
-                match (v.ends_with('/'), rest.starts_with('/')) {
-                    (true, true) => format!("{v}{}", &rest[1..]),
-                    (false, false) if !rest.is_empty() => format!("{v}/{rest}"),
-                    _ if rest.is_empty() => v.clone(),
-                    _ => format!("{v}{rest}"),
-                }
-            }
-        }
-    }
-}
-
-struct Entry {
-    path: PathMatcher,
-    method: Option<HttpMethod>,
-    headers: Vec<ValueMatcher>,
-    query: Vec<ValueMatcher>,
+struct Indexed {
+    matcher: RequestMatcher,
     rule: Arc<Rule>,
-    sort: (u8, std::cmp::Reverse<usize>, usize, String, usize, usize),
-}
-
-/// What a lookup found.
-#[derive(Debug)]
-pub struct Found {
-    /// The rule.
-    pub rule: Arc<Rule>,
-    /// Template parameters.
-    pub params: BTreeMap<String, String>,
-    /// Length of the matched prefix (for ReplacePrefixMatch).
-    pub prefix_len: usize,
-}
-
-/// The request properties routing looks at.
-pub struct Request<'a> {
-    /// Host without port, lower-case.
-    pub host: &'a str,
-    /// Method.
-    pub method: &'a str,
-    /// Normalised path.
-    pub path: &'a str,
-    /// Query string (without `?`).
-    pub query: Option<&'a str>,
-    /// Header lookup by lower-case name.
-    pub header: &'a dyn Fn(&str) -> Option<String>,
+    sort: (u8, Reverse<usize>, i64, String, usize, usize),
 }
 
 /// The immutable table.
 #[derive(Default)]
 pub struct RouteTable {
-    exact: HashMap<String, Vec<Entry>>,
-    wildcard: Vec<(String, Vec<Entry>)>,
-    any: Vec<Entry>,
+    exact: HashMap<String, Vec<Indexed>>,
+    wildcard: Vec<(String, Vec<Indexed>)>,
+    any: Vec<Indexed>,
     /// What `/routes` shows.
     pub summary: Vec<serde_json::Value>,
 }
 
 /// A route that could not be built (it is skipped; the rest of the table loads).
-#[derive(Debug, thiserror::Error)]
-#[error("GatewayRoute {route}: {reason}")]
-pub struct BuildError {
-    /// `namespace/name`.
-    pub route: String,
-    /// Why.
-    pub reason: String,
-}
-
-fn method_name(m: HttpMethod) -> &'static str {
-    match m {
-        HttpMethod::Get => "GET",
-        HttpMethod::Head => "HEAD",
-        HttpMethod::Post => "POST",
-        HttpMethod::Put => "PUT",
-        HttpMethod::Patch => "PATCH",
-        HttpMethod::Delete => "DELETE",
-        HttpMethod::Options => "OPTIONS",
-        HttpMethod::Connect => "CONNECT",
-        HttpMethod::Trace => "TRACE",
-    }
-}
+pub type BuildError = route::Invalid;
 
 impl RouteTable {
-    /// Every backend service of the table with its endpoints: what `/registry` shows.
-    pub fn registry(&self, ejected: &dyn Fn(SocketAddr) -> bool) -> serde_json::Value {
-        let mut services: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        let rules = self
-            .exact
+    fn entries(&self) -> impl Iterator<Item = &Indexed> {
+        self.exact
             .values()
             .flatten()
             .chain(self.wildcard.iter().flat_map(|(_, v)| v))
-            .chain(&self.any);
-        for entry in rules {
+            .chain(&self.any)
+    }
+
+    /// Every backend service of the table with its endpoints: what `/registry` shows.
+    pub fn registry(&self, ejected: &dyn Fn(SocketAddr) -> bool) -> serde_json::Value {
+        let mut services: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for entry in self.entries() {
             for b in &entry.rule.backends {
                 services.entry(b.service.clone()).or_insert_with(|| {
                     let state = |s: &Slot, base: &str| {
@@ -319,13 +108,7 @@ impl RouteTable {
     /// Ready and draining endpoint counts of every backend service.
     pub fn endpoint_counts(&self) -> BTreeMap<String, (i64, i64)> {
         let mut out = BTreeMap::new();
-        let entries = self
-            .exact
-            .values()
-            .flatten()
-            .chain(self.wildcard.iter().flat_map(|(_, v)| v))
-            .chain(&self.any);
-        for entry in entries {
+        for entry in self.entries() {
             for b in &entry.rule.backends {
                 out.entry(b.service.clone())
                     .or_insert((b.ready.len() as i64, b.draining.len() as i64));
@@ -338,43 +121,95 @@ impl RouteTable {
     pub fn build(inputs: &Inputs) -> (Self, Vec<BuildError>) {
         let mut table = Self::default();
         let mut errors = vec![];
-        let mut wildcard: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-        for route in &inputs.routes {
-            let ns = route.namespace().unwrap_or_default();
-            let key = format!("{ns}/{}", route.name_any());
-            match compile_route(route, &ns, &key, inputs) {
-                Ok((entries, summary, problems)) => {
-                    // A broken policy keeps the route (its rules answer 503) and is reported.
-                    errors.extend(problems.into_iter().map(|reason| BuildError {
-                        route: key.clone(),
-                        reason,
-                    }));
-                    table.summary.push(summary);
-                    let hosts = &route.spec.hostnames;
-                    for entry in entries {
-                        if hosts.is_empty() {
-                            table.any.push(entry);
-                            continue;
-                        }
-                        for h in hosts {
-                            let e = entry.clone_for_host();
-                            match h.strip_prefix("*.") {
-                                Some(suffix) => {
-                                    wildcard.entry(format!(".{suffix}")).or_default().push(e)
-                                }
-                                None => table.exact.entry(h.clone()).or_default().push(e),
-                            }
-                        }
+        let mut wildcard: BTreeMap<String, Vec<Indexed>> = BTreeMap::new();
+        let routes: Vec<&Route> = inputs
+            .routes
+            .iter()
+            .filter_map(|r| match r {
+                Ok(route) => Some(route),
+                Err(e) => {
+                    errors.push(e.clone());
+                    None
+                }
+            })
+            .collect();
+        let mut lost: HashMap<&str, HashSet<(usize, usize, String)>> = HashMap::new();
+        let found = conflicts::find(routes.iter().copied());
+        let keys: Vec<String> = found.iter().map(|c| c.route.to_string()).collect();
+        for (c, key) in found.iter().zip(&keys) {
+            lost.entry(key.as_str())
+                .or_default()
+                .insert((c.rule, c.matched, c.host.clone()));
+        }
+        for route in routes {
+            let key = route.source.to_string();
+            let compiled =
+                match compile::route(route, &inputs.services, &inputs.secrets, &inputs.env) {
+                    Ok(c) => c,
+                    Err(reason) => {
+                        errors.push(BuildError {
+                            route: route.source.clone(),
+                            reason,
+                        });
+                        continue;
+                    }
+                };
+            // A broken policy keeps the route (its rules answer 503) and is reported.
+            errors.extend(compiled.problems.into_iter().map(|reason| BuildError {
+                route: route.source.clone(),
+                reason,
+            }));
+            let lost_here = lost.get(key.as_str());
+            let mut summary = compiled.summary;
+            let not_served: Vec<_> = found
+                .iter()
+                .filter(|c| c.route == route.source)
+                .map(|c| serde_json::json!({"rule": c.rule, "host": c.host, "path": c.path, "servedBy": c.winner.to_string()}))
+                .collect();
+            if !not_served.is_empty() {
+                summary["notServed"] = serde_json::Value::Array(not_served);
+            }
+            table.summary.push(summary);
+            for e in compiled.entries {
+                let indexed = |e: &compile::Entry| Indexed {
+                    matcher: e.matcher.clone(),
+                    rule: e.rule.clone(),
+                    sort: (
+                        e.rank.0,
+                        e.rank.1,
+                        route.created,
+                        key.clone(),
+                        e.rule_index,
+                        e.match_index,
+                    ),
+                };
+                let served = |host: &str| {
+                    lost_here.is_none_or(|l| {
+                        !l.contains(&(e.rule_index, e.match_index, host.to_owned()))
+                    })
+                };
+                if route.hostnames.is_empty() {
+                    if served(conflicts::ANY_HOST) {
+                        table.any.push(indexed(&e));
+                    }
+                    continue;
+                }
+                for h in route.hostnames.iter().filter(|h| served(h)) {
+                    match h.strip_prefix("*.") {
+                        Some(suffix) => wildcard
+                            .entry(format!(".{suffix}"))
+                            .or_default()
+                            .push(indexed(&e)),
+                        None => table.exact.entry(h.clone()).or_default().push(indexed(&e)),
                     }
                 }
-                Err(reason) => errors.push(BuildError { route: key, reason }),
             }
         }
         for v in table.exact.values_mut() {
             v.sort_by(|a, b| a.sort.cmp(&b.sort));
         }
         table.any.sort_by(|a, b| a.sort.cmp(&b.sort));
-        let mut wildcard: Vec<(String, Vec<Entry>)> = wildcard.into_iter().collect();
+        let mut wildcard: Vec<(String, Vec<Indexed>)> = wildcard.into_iter().collect();
         for (_, v) in &mut wildcard {
             v.sort_by(|a, b| a.sort.cmp(&b.sort));
         }
@@ -401,8 +236,13 @@ impl RouteTable {
             .chain(std::iter::once(&self.any));
         for group in groups {
             for e in group {
-                if let Some(found) = e.try_match(req) {
-                    return Some(found);
+                let mut params = BTreeMap::new();
+                if e.matcher.matches(req, &mut params) {
+                    return Some(Found {
+                        rule: e.rule.clone(),
+                        params,
+                        prefix_len: e.matcher.prefix_len(),
+                    });
                 }
             }
         }
@@ -410,217 +250,10 @@ impl RouteTable {
     }
 }
 
-impl Entry {
-    fn clone_for_host(&self) -> Self {
-        Self {
-            path: self.path.clone(),
-            method: self.method,
-            headers: self.headers.clone(),
-            query: self.query.clone(),
-            rule: self.rule.clone(),
-            sort: self.sort.clone(),
-        }
-    }
-
-    fn try_match(&self, req: &Request<'_>) -> Option<Found> {
-        if self.method.is_some_and(|m| method_name(m) != req.method) {
-            return None;
-        }
-        for h in &self.headers {
-            if !(req.header)(&h.name).is_some_and(|v| h.accepts(&v)) {
-                return None;
-            }
-        }
-        if !self.query.is_empty() {
-            let pairs: Vec<(String, String)> = url_pairs(req.query.unwrap_or(""));
-            for q in &self.query {
-                if !pairs.iter().any(|(k, v)| k == &q.name && q.accepts(v)) {
-                    return None;
-                }
-            }
-        }
-        let mut params = BTreeMap::new();
-        if !self.path.matches(req.path, &mut params) {
-            return None;
-        }
-        let prefix_len = match &self.path {
-            PathMatcher::Prefix(p) => p.len(),
-            _ => 0,
-        };
-        Some(Found {
-            rule: self.rule.clone(),
-            params,
-            prefix_len,
-        })
-    }
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
-}
-
-fn compile_route(
-    route: &GatewayRoute,
-    ns: &str,
-    key: &str,
-    inputs: &Inputs,
-) -> Result<(Vec<Entry>, serde_json::Value, Vec<String>), String> {
-    let created = route
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .unwrap_or_default();
-    let mut entries = vec![];
-    let mut rules_summary = vec![];
-    let mut problems = vec![];
-    for (ri, rule) in route.spec.rules.iter().enumerate() {
-        let rule_name = rule.name.clone().unwrap_or_else(|| ri.to_string());
-        let mut backends = vec![];
-        for b in &rule.backends {
-            let name = b
-                .microservice
-                .as_ref()
-                .or(b.service.as_ref())
-                .ok_or("a backend names no service")?;
-            let service_key = format!("{ns}/{name}");
-            let entry = inputs
-                .services
-                .get(&service_key)
-                .cloned()
-                .unwrap_or_default();
-            let port_name = match b.port {
-                Some(p) => entry
-                    .ports
-                    .iter()
-                    .find(|(_, n)| i32::from(*n) == p)
-                    .map(|(n, _)| n.clone()),
-                None => entry.ports.first().map(|(n, _)| n.clone()),
-            };
-            let addr = |e: &Endpoint| {
-                let port = port_name.as_ref().and_then(|n| e.ports.get(n).copied());
-                port.map(|p| SocketAddr::new(e.ip, p))
-            };
-            backends.push(Backend {
-                service: service_key,
-                weight: u32::try_from(b.weight).unwrap_or(0),
-                ready: entry
-                    .endpoints
-                    .iter()
-                    .filter(|e| e.ready)
-                    .filter_map(addr)
-                    .map(Slot::new)
-                    .collect(),
-                draining: entry
-                    .endpoints
-                    .iter()
-                    .filter(|e| !e.ready && e.serving)
-                    .filter_map(addr)
-                    .map(Slot::new)
-                    .collect(),
-                next: AtomicUsize::new(0),
-            });
-        }
-        let timeout = rule
-            .timeout
-            .as_ref()
-            .or(route.spec.timeout.as_ref())
-            .map(|d| d.parse().map_err(|e| e.to_string()))
-            .transpose()?;
-        let retries = rule
-            .retries
-            .as_ref()
-            .map(|r| -> Result<Retries, String> {
-                Ok(Retries {
-                    attempts: u32::try_from(r.attempts).unwrap_or(0),
-                    on: r.retry_on.clone(),
-                    backoff: r.backoff.parse().map_err(|e| e.to_string())?,
-                })
-            })
-            .transpose()?;
-        let id = format!("{key}/{rule_name}");
-        let (policies, policy_problems) =
-            policy::build(route, rule, ns, &id, &inputs.secrets, &inputs.env);
-        problems.extend(policy_problems);
-        let compiled = Arc::new(Rule {
-            id,
-            backends,
-            rewrite: rule.rewrite.as_ref().map(|r| (r.type_, r.value.clone())),
-            request_headers: rule.request_headers.clone(),
-            response_headers: rule.response_headers.clone(),
-            timeout,
-            retries,
-            policies,
-            balance: match rule.load_balancer.as_ref().map(|l| l.policy) {
-                Some(LoadBalancerPolicy::LeastRequest) => Balance::LeastRequest,
-                Some(LoadBalancerPolicy::ConsistentHash) => Balance::ConsistentHash,
-                _ => Balance::RoundRobin,
-            },
-            hash_on: rule.load_balancer.as_ref().and_then(|l| l.hash_on.clone()),
-            next: AtomicUsize::new(0),
-        });
-        rules_summary.push(serde_json::json!({
-            "id": compiled.id,
-            "matches": rule.matches,
-            "backends": compiled.backends,
-            "rewrite": rule.rewrite,
-            "policies": compiled.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),
-        }));
-        let matches = if rule.matches.is_empty() {
-            vec![Default::default()]
-        } else {
-            rule.matches.clone()
-        };
-        for (mi, m) in matches.iter().enumerate() {
-            let path =
-                PathMatcher::compile(m.path.as_ref()).map_err(|e: MatcherError| e.to_string())?;
-            let rank = match m.path.as_ref().map(|p| p.type_) {
-                Some(PathMatchType::Exact) => 0,
-                Some(PathMatchType::RegularExpression) => 2,
-                _ => 1,
-            };
-            let literal = if rank == 1 { path.literal_len() } else { 0 };
-            entries.push(Entry {
-                path,
-                method: m.method,
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|h| ValueMatcher::compile(h, true))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?,
-                query: m
-                    .query_params
-                    .iter()
-                    .map(|q| ValueMatcher::compile(q, false))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?,
-                rule: compiled.clone(),
-                sort: (
-                    rank,
-                    std::cmp::Reverse(literal),
-                    usize::try_from(created.max(0)).unwrap_or(0),
-                    key.to_owned(),
-                    ri,
-                    mi,
-                ),
-            });
-        }
-    }
-    let summary = serde_json::json!({"route": key, "hostnames": route.spec.hostnames, "rules": rules_summary});
-    Ok((entries, summary, problems))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::GatewayRoute;
     use serde_json::json;
 
     fn route(
@@ -665,7 +298,7 @@ mod tests {
             })
             .collect();
         Inputs {
-            routes,
+            routes: routes.iter().map(route::gateway_route::compile).collect(),
             services,
             ..Inputs::default()
         }
@@ -852,5 +485,42 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("shop/bad"));
         assert_eq!(lookup(&t, "h", "GET", "/x").as_deref(), Some("shop/good/0"));
+    }
+
+    #[test]
+    fn a_lost_conflict_is_not_served_for_that_host_and_the_rest_of_the_route_is() {
+        let exact = |p: &str, to: &str| json!({"matches": [{"path": {"type": "Exact", "value": p}}], "backends": [{"microservice": to}]});
+        let old = route("old", 1, &["shop.local"], json!([exact("/login", "a")]));
+        // Newer, on two hosts: it loses /login on the shared host only.
+        let new = route(
+            "new",
+            2,
+            &["shop.local", "api.local"],
+            json!([exact("/login", "b"), exact("/other", "b")]),
+        );
+        let (t, errors) = RouteTable::build(&inputs(vec![new, old]));
+        assert!(errors.is_empty(), "{errors:?}");
+        // (host, path, rule served)
+        let cases = [
+            ("shop.local", "/login", Some("shop/old/0")),
+            ("api.local", "/login", Some("shop/new/0")),
+            ("shop.local", "/other", Some("shop/new/1")),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(
+                lookup(&t, host, "GET", path).as_deref(),
+                want,
+                "{host}{path}"
+            );
+        }
+        let new = t
+            .summary
+            .iter()
+            .find(|s| s["route"] == "shop/new")
+            .expect("summary");
+        assert_eq!(
+            new["notServed"],
+            json!([{"rule": 0, "host": "shop.local", "path": "/login", "servedBy": "shop/old"}])
+        );
     }
 }

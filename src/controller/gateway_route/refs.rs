@@ -3,23 +3,24 @@
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{GatewayRoute, Microservice};
+use crate::api::Microservice;
+use crate::route::{BackendKind, Route};
 
 /// `"microservice users (not found)"`, `"service legacy port 8080 (no such port)"`, …
 pub fn missing(
-    route: &GatewayRoute,
-    ns: &str,
+    route: &Route,
     microservices: &Store<Microservice>,
     services: Option<&Store<Service>>,
 ) -> Vec<String> {
     let mut out = vec![];
-    for rule in &route.spec.rules {
-        for b in &rule.backends {
-            if let Some(name) = &b.microservice {
-                match microservices.get(&ObjectRef::new(name).within(ns)) {
+    for b in route.rules.iter().flat_map(|r| &r.backends) {
+        let (name, port) = (&b.name, b.port.map(i32::from));
+        match b.kind {
+            BackendKind::Microservice => {
+                match microservices.get(&ObjectRef::new(name).within(&b.namespace)) {
                     None => out.push(format!("microservice {name} (not found)")),
                     Some(ms) => {
-                        if let Some(p) = b.port
+                        if let Some(p) = port
                             && !ms.spec.ports.iter().any(|sp| sp.port == p)
                         {
                             out.push(format!("microservice {name} port {p} (no such port)"));
@@ -27,8 +28,9 @@ pub fn missing(
                     }
                 }
             }
-            if let (Some(name), Some(services)) = (&b.service, services) {
-                match services.get(&ObjectRef::new(name).within(ns)) {
+            BackendKind::Service => {
+                let Some(services) = services else { continue };
+                match services.get(&ObjectRef::new(name).within(&b.namespace)) {
                     None => out.push(format!("service {name} (not found)")),
                     Some(svc) => {
                         let ports = svc
@@ -36,7 +38,7 @@ pub fn missing(
                             .as_ref()
                             .and_then(|s| s.ports.clone())
                             .unwrap_or_default();
-                        if let Some(p) = b.port
+                        if let Some(p) = port
                             && !ports.iter().any(|sp| sp.port == p)
                         {
                             out.push(format!("service {name} port {p} (no such port)"));

@@ -1,8 +1,9 @@
 //! A GatewayRoute's status from what the reconcile found. Pure, so every rule has a unit test;
 //! the driver writes the result only when it differs.
 //!
-//! `Accepted` says whether the gateway serves the route (false when it does not build, or when
-//! an older route already claims one of its host + Exact path pairs); `ResolvedRefs` whether
+//! `Accepted` says whether the gateway serves the route as written (false when it does not
+//! build, or when an older route already claims one of its host + Exact path pairs: that match
+//! is not served for that host, see [`crate::route::conflicts`]); `ResolvedRefs` whether
 //! every backend exists; `Ready`, `Reconciling` and `Stalled` follow the kstatus rules: a route
 //! that cannot be served is Stalled, one waiting for a backend is Reconciling.
 
@@ -50,7 +51,7 @@ pub fn compute(
             (
                 CONFLICT,
                 format!(
-                    "host {host} path {path} is already served by the older GatewayRoute {other}"
+                    "host {host} path {path} is already served by the older GatewayRoute {other}; this route's match for it is not served (its other matches are)"
                 ),
             )
         })

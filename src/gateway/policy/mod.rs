@@ -21,8 +21,7 @@ use pingora::prelude::Session;
 
 pub use env::{PolicyEnv, PolicyMetrics, Secrets};
 
-use crate::api::GatewayRoute;
-use crate::api::gateway_route::RouteRule;
+use crate::route::{Policies, Route};
 
 /// The data of a Secret as the API server serves it: `data`, with `stringData` on top.
 pub fn secret_data(
@@ -41,15 +40,11 @@ pub fn secret_data(
 }
 
 /// Names of the Secrets (in the route's namespace) that the route's policies read.
-pub fn referenced_secrets(route: &GatewayRoute) -> Vec<String> {
-    let auths = route
-        .spec
+pub fn referenced_secrets(route: &Route) -> Vec<String> {
+    let mut names: Vec<String> = route
         .rules
         .iter()
-        .filter_map(|r| r.auth.as_ref())
-        .chain(route.spec.auth.as_ref());
-    let mut names: Vec<String> = auths
-        .filter_map(|a| a.jwt.as_ref())
+        .filter_map(|r| r.policies.jwt.as_ref())
         .flat_map(|j| &j.providers)
         .filter_map(|p| p.jwks.secret_ref.as_ref().map(|r| r.name.clone()))
         .collect();
@@ -145,8 +140,7 @@ impl Policy for Unavailable {
 /// sees the verified claims). On error the rule gets one [`Unavailable`] policy and the
 /// problems are returned.
 pub fn build(
-    route: &GatewayRoute,
-    rule: &RouteRule,
+    specs: &Policies,
     namespace: &str,
     rule_id: &str,
     secrets: &Secrets,
@@ -154,15 +148,14 @@ pub fn build(
 ) -> (Vec<Arc<dyn Policy>>, Vec<String>) {
     let mut policies: Vec<Arc<dyn Policy>> = vec![];
     let mut problems = vec![];
-    let auth = rule.auth.as_ref().or(route.spec.auth.as_ref());
-    let jwt = auth.and_then(|a| a.jwt.as_ref());
+    let jwt = specs.jwt.as_ref();
     if let Some(jwt) = jwt {
         match jwt::JwtPolicy::build(jwt, namespace, rule_id, secrets, env) {
             Ok(p) => policies.push(Arc::new(p)),
             Err(e) => problems.push(format!("rule {rule_id}: auth.jwt: {e}")),
         }
     }
-    if let Some(limit) = rule.rate_limit.as_ref().or(route.spec.rate_limit.as_ref()) {
+    if let Some(limit) = &specs.rate_limit {
         match ratelimit::RateLimit::build(limit, rule_id, jwt.is_some(), env) {
             Ok(p) => policies.push(Arc::new(p)),
             Err(e) => problems.push(format!("rule {rule_id}: rateLimit: {e}")),

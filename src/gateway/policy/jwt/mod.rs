@@ -28,7 +28,7 @@ use self::token::{RequestParts, Source};
 use self::verify::{Checks, Failure, Issuer};
 use super::lru::ShardedLru;
 use super::{Claims, Outcome, Policy, PolicyEnv, PolicyMetrics, RequestState, Secrets};
-use crate::api::gateway_route::{JwtAuth, JwtProvider};
+use crate::api::policy::{JwtAuth, JwtProvider};
 
 /// A verified token, cached.
 #[derive(Debug)]

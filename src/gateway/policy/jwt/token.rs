@@ -2,7 +2,7 @@
 //! headers (with a prefix), cookies and query parameters, in order. Two different tokens in
 //! one request are refused: which one would count is exactly the ambiguity an attacker wants.
 
-use crate::api::gateway_route::{TokenSource, TokenSourceType};
+use crate::api::policy::{TokenSource, TokenSourceType};
 
 /// A place a token is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use self::gcra::{Decision, Rate};
 use self::local::LocalStore;
 use self::redis::RedisStore;
 use super::{Outcome, Policy, PolicyEnv, PolicyMetrics, RequestState};
-use crate::api::gateway_route::{
+use crate::api::policy::{
     FailureMode, QuotaHeaders, RateLimitKeyType, RateLimitPolicy, RateLimitScope,
 };
 
