@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(
             stalled.map(|s| s.1),
             Some(
-                "host shop.local path /x is already served by the older GatewayRoute ns/old".into()
+                "host shop.local path /x is already served by the older GatewayRoute ns/old; this route's match for it is not served (its other matches are)".into()
             )
         );
         let both = Observed {
