@@ -186,6 +186,89 @@ fn gateway_route_status_reports_acceptance_conflicts_and_missing_backends() {
     );
 }
 
+/// The gateway and the status agree on a conflict: the older route keeps the (host, Exact path)
+/// pair, the newer route's match for it is not served while its other rules are, and both the
+/// status and the gateway's `/routes` name what was left out.
+#[test]
+fn the_gateway_serves_a_conflict_exactly_as_the_status_says() {
+    assert_hermetic_network();
+    // Creation times have one-second resolution: within a second the name decides, so the
+    // older route is also first by name.
+    let ns = namespace("gw-conflict");
+    let (_controller, _) = start_controller(&ns);
+    let one = EchoBackend::start("198.18.211.1", "one");
+    let two = EchoBackend::start("198.18.211.2", "two");
+    let service = |name: &str, ip: &str, port: u16| {
+        format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: {port}}}], endpoints: [{{address: {ip}}}]}}\n---\n"
+        )
+    };
+    let exact = |path: &str, to: &str| {
+        format!(
+            "{{matches: [{{path: {{type: Exact, value: {path}}}}}], backends: [{{microservice: {to}}}]}}"
+        )
+    };
+    apply_yaml(
+        &ns,
+        &[
+            service("one", "198.18.211.1", one.port),
+            service("two", "198.18.211.2", two.port),
+            format!(
+                "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: first}}\nspec: {{rules: [{}]}}\n",
+                exact("/shared", "one")
+            ),
+        ]
+        .concat(),
+    );
+    wait_until("the older route accepted", WAIT, || {
+        (route_condition(&ns, "first", "Accepted").0 == "True").then_some(())
+    });
+    apply_yaml(
+        &ns,
+        &format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: second}}\nspec: {{rules: [{}, {}]}}\n",
+            exact("/shared", "two"),
+            exact("/own", "two")
+        ),
+    );
+    let (_, reason, message) = wait_until("the newer route refused", WAIT, || {
+        let c = route_condition(&ns, "second", "Accepted");
+        (c.0 == "False").then_some(c)
+    });
+    assert_eq!(reason, "Conflict");
+    assert!(message.contains(&format!("{ns}/first")), "{message}");
+
+    let kubeconfig = gateway_kubeconfig();
+    let (_gateway, port, admin) = start_gateway(
+        &["--watch-namespace", &ns],
+        &[("KUBECONFIG", kubeconfig.as_os_str())],
+    );
+    // Evidence that the gateway has the newer route: its other rule is served.
+    wait_until("the newer route's own rule served", WAIT, || {
+        (backends_seen(port, "/own", 1) == BTreeSet::from(["two".to_owned()])).then_some(())
+    });
+    assert_eq!(
+        backends_seen(port, "/shared", 20),
+        BTreeSet::from(["one".to_owned()]),
+        "the contested path goes to the older route only"
+    );
+    let (_, routes) = http_get(admin, "/routes").expect("/routes");
+    let routes: serde_json::Value = serde_json::from_str(&routes).expect("JSON");
+    let newer = routes
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["route"] == format!("{ns}/second")))
+        .unwrap_or_else(|| panic!("the newer route in /routes: {routes}"));
+    assert_eq!(
+        newer["notServed"],
+        serde_json::json!([{"rule": 0, "host": "*", "path": "/shared", "servedBy": format!("{ns}/first")}])
+    );
+    let older = routes
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["route"] == format!("{ns}/first")))
+        .unwrap_or_else(|| panic!("the older route in /routes: {routes}"));
+    assert!(older.get("notServed").is_none(), "{older}");
+}
+
 #[test]
 fn tls_certificate_from_a_kubernetes_tls_secret() {
     assert_hermetic_network();
