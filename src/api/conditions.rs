@@ -23,6 +23,29 @@ pub const ACCEPTED: &str = "Accepted";
 /// GatewayRoute: every backend, Secret and reference resolves.
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
 
+/// Condition reasons shared by more than one kind (each kind's own reasons are constants
+/// beside its status computation).
+pub mod reason {
+    /// The condition holds because the object is ready.
+    pub const READY: &str = "Ready";
+    /// `Reconciling=False`: nothing left to do.
+    pub const DONE: &str = "Done";
+    /// `Stalled=False`: progress is possible.
+    pub const PROGRESSING: &str = "Progressing";
+    /// `Reconciling=False` because the object is stalled.
+    pub const STALLED: &str = "Stalled";
+    /// GatewayRoute `Accepted=True`.
+    pub const ACCEPTED: &str = "Accepted";
+    /// GatewayRoute `ResolvedRefs=True`.
+    pub const RESOLVED_REFS: &str = "ResolvedRefs";
+    /// ServiceConfig: the spec cannot be applied.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// ServiceConfig `Reconciling=False`: every consumer runs the current revision.
+    pub const UP_TO_DATE: &str = "UpToDate";
+    /// A new revision or pod template is being rolled out.
+    pub const ROLLING_OUT: &str = "RollingOut";
+}
+
 /// `status` value of a condition that holds.
 pub const TRUE: &str = "True";
 /// `status` value of a condition that does not hold.

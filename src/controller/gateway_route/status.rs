@@ -61,7 +61,7 @@ pub fn compute(
         None => set(
             c::ACCEPTED,
             true,
-            "Accepted",
+            c::reason::ACCEPTED,
             "the gateway serves this route".to_owned(),
         ),
     }
@@ -70,7 +70,7 @@ pub fn compute(
         set(
             c::RESOLVED_REFS,
             true,
-            "ResolvedRefs",
+            c::reason::RESOLVED_REFS,
             "every backend exists".to_owned(),
         );
     } else {
@@ -85,23 +85,23 @@ pub fn compute(
         (Some((reason, msg)), _) => {
             set(c::STALLED, true, reason, msg.clone());
             set(c::READY, false, reason, msg.clone());
-            set(c::RECONCILING, false, "Stalled", String::new());
+            set(c::RECONCILING, false, c::reason::STALLED, String::new());
         }
         (None, false) => {
             let msg = o.missing.join("; ");
-            set(c::STALLED, false, "Progressing", String::new());
+            set(c::STALLED, false, c::reason::PROGRESSING, String::new());
             set(c::READY, false, BACKEND_NOT_FOUND, msg.clone());
             set(c::RECONCILING, true, BACKEND_NOT_FOUND, msg);
         }
         (None, true) => {
-            set(c::STALLED, false, "Progressing", String::new());
+            set(c::STALLED, false, c::reason::PROGRESSING, String::new());
             set(
                 c::READY,
                 true,
-                "Ready",
+                c::reason::READY,
                 "accepted, every backend resolves".to_owned(),
             );
-            set(c::RECONCILING, false, "Ready", String::new());
+            set(c::RECONCILING, false, c::reason::READY, String::new());
         }
     }
     (

@@ -134,7 +134,7 @@ fn progress(o: &Observed, was_ready: bool) -> Option<(&'static str, String)> {
 }
 
 /// Reason of a template change the Deployment is rolling out (Ready is False meanwhile).
-pub const ROLLING_OUT: &str = "RollingOut";
+pub const ROLLING_OUT: &str = c::reason::ROLLING_OUT;
 /// Reason of a replica-count change: `Reconciling=True`, and `Ready` stays True while the
 /// service serves at least what it served before (a scale is not a rollout).
 pub const SCALING: &str = "Scaling";
@@ -277,18 +277,18 @@ pub fn compute(old: Option<&MicroserviceStatus>, o: &Observed, now: &Time) -> Mi
     };
 
     match &ready {
-        Ok(msg) => set(c::READY, true, "Ready", msg.clone()),
+        Ok(msg) => set(c::READY, true, c::reason::READY, msg.clone()),
         Err((r, m)) => set(c::READY, false, r, m.clone()),
     }
     match (&stalled, &ready, &progress) {
-        (Some(_), _, _) => set(c::RECONCILING, false, "Done", String::new()),
+        (Some(_), _, _) => set(c::RECONCILING, false, c::reason::DONE, String::new()),
         (None, Ok(_), Some((SCALING, m))) => set(c::RECONCILING, true, SCALING, m.clone()),
-        (None, Ok(_), _) => set(c::RECONCILING, false, "Done", String::new()),
+        (None, Ok(_), _) => set(c::RECONCILING, false, c::reason::DONE, String::new()),
         (None, Err((r, m)), _) => set(c::RECONCILING, true, r, m.clone()),
     }
     match &stalled {
         Some((r, m)) => set(c::STALLED, true, r, m.clone()),
-        None => set(c::STALLED, false, "Progressing", String::new()),
+        None => set(c::STALLED, false, c::reason::PROGRESSING, String::new()),
     }
     set(
         c::AVAILABLE,

@@ -113,19 +113,19 @@ pub fn compute(old: Option<&ServiceConfigStatus>, o: &Observed, now: &Time) -> S
 
     if !o.problems.is_empty() {
         let msg = o.problems.join("; ");
-        set(c::STALLED, true, "InvalidSpec", msg.clone());
-        set(c::READY, false, "InvalidSpec", msg);
-        set(c::RECONCILING, false, "Stalled", String::new());
+        set(c::STALLED, true, c::reason::INVALID_SPEC, msg.clone());
+        set(c::READY, false, c::reason::INVALID_SPEC, msg);
+        set(c::RECONCILING, false, c::reason::STALLED, String::new());
     } else if behind.is_empty() {
         let rev = current_revision.clone().unwrap_or_default();
-        set(c::STALLED, false, "Progressing", String::new());
+        set(c::STALLED, false, c::reason::PROGRESSING, String::new());
         set(
             c::READY,
             true,
-            "UpToDate",
+            c::reason::UP_TO_DATE,
             format!("revision {rev}; {} consumer(s) up to date", consumers.len()),
         );
-        set(c::RECONCILING, false, "UpToDate", String::new());
+        set(c::RECONCILING, false, c::reason::UP_TO_DATE, String::new());
     } else {
         let rev = current_revision.clone().unwrap_or_default();
         let msg = format!(
@@ -134,9 +134,9 @@ pub fn compute(old: Option<&ServiceConfigStatus>, o: &Observed, now: &Time) -> S
             consumers.len(),
             behind.join(", ")
         );
-        set(c::STALLED, false, "Progressing", String::new());
-        set(c::READY, false, "RollingOut", msg.clone());
-        set(c::RECONCILING, true, "RollingOut", msg);
+        set(c::STALLED, false, c::reason::PROGRESSING, String::new());
+        set(c::READY, false, c::reason::ROLLING_OUT, msg.clone());
+        set(c::RECONCILING, true, c::reason::ROLLING_OUT, msg);
     }
     let up_to_date = format!("{}/{}", consumers.len() - behind.len(), consumers.len());
     let mut history = o.history.clone();
