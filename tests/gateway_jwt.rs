@@ -538,3 +538,160 @@ spec:
     assert!(metrics.contains("atrium_gateway_jwks_fetches_total{result=\"ok\"}"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A token signed with `key` over raw JSON header and payload (for headers `encode` cannot
+/// write, and fractional or huge time claims).
+fn signed(header: &Value, payload: &Value, key: &EncodingKey) -> String {
+    let message = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(payload.to_string())
+    );
+    let alg: Algorithm = serde_json::from_value(header["alg"].clone()).expect("an alg");
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
+    format!("{message}.{signature}")
+}
+
+/// The findings of the security review: `crit`, fractional and huge time claims against the
+/// verified-token cache, and key sets that must not load (short RSA keys, keys for another
+/// purpose, duplicate key ids, symmetric and asymmetric keys mixed).
+#[test]
+fn jwt_crit_time_claims_and_key_set_hygiene() {
+    let dir = temp_dir("gw-jwt-hardening");
+    let (_, weak_pub) = keypair(
+        &dir,
+        "weak",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+    );
+    let (rsa_key, _) = keypair(
+        &dir,
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let rsa_jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(
+        &EncodingKey::from_rsa_pem(rsa_key.as_bytes()).expect("rsa key"),
+        Algorithm::RS256,
+    )
+    .expect("a JWK of the RSA key");
+    let secret = [7u8; 32];
+    let oct = |kid: &str, extra: Value| {
+        let mut k = json!({"kty": "oct", "kid": kid, "alg": "HS256", "k": B64.encode(secret)});
+        if let (Some(k), Some(extra)) = (k.as_object_mut(), extra.as_object()) {
+            k.extend(extra.clone());
+        }
+        k
+    };
+    let sets = [
+        ("good", json!({"keys": [oct("k", json!({}))]})),
+        (
+            "encrypt-only",
+            json!({"keys": [oct("k", json!({"key_ops": ["encrypt"]}))]}),
+        ),
+        (
+            "enc-use",
+            json!({"keys": [oct("k", json!({"use": "enc"}))]}),
+        ),
+        (
+            "dup-kid",
+            json!({"keys": [oct("k", json!({})), oct("k", json!({}))]}),
+        ),
+        (
+            "mixed",
+            json!({"keys": [oct("k", json!({})), serde_json::to_value(&rsa_jwk).expect("jwk")]}),
+        ),
+    ];
+    let backend = EchoBackend::start("127.0.0.1", "app");
+    let mut yaml = format!(
+        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: weak}}\nstringData:\n  pem: |\n{}\n",
+        backend.port,
+        indent(&weak_pub)
+    );
+    let mut rules = String::new();
+    for (name, set) in &sets {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData:\n  jwks: '{set}'\n"
+        ));
+        rules.push_str(&format!(
+            "  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backends: [{{microservice: app}}]\n    auth: {{jwt: {{clockSkew: 0s, providers: [{{name: p, jwks: {{secretRef: {{name: {name}}}}}}}]}}}}\n"
+        ));
+    }
+    rules.push_str("  - name: weak\n    matches: [{path: {type: PathPrefix, value: /weak}}]\n    backends: [{microservice: app}]\n    auth: {jwt: {providers: [{name: p, jwks: {secretRef: {name: weak, key: pem}}}]}}\n");
+    yaml.push_str(&format!(
+        "---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: hardening}}\nspec:\n  rules:\n{rules}"
+    ));
+    std::fs::write(dir.join("routes.yaml"), yaml).expect("write config");
+    let (_gw, port, _admin) = start_gateway(&["--config-dir", dir.to_str().expect("utf-8")], &[]);
+    let http = Http::new(port);
+    let key = EncodingKey::from_secret(&secret);
+    let get = |path: &str, token: &str| http.get(path, &[("authorization", &bearer(token))]);
+    let header = json!({"alg": "HS256", "kid": "k"});
+    let ok = json!({"sub": "u", "exp": now() + 600});
+    assert_eq!(get("/good", &signed(&header, &ok, &key)).status, 200);
+
+    // RFC 7515 §4.1.11: a crit header the gateway does not understand is refused.
+    let crits = [
+        (
+            "an unknown extension",
+            json!({"alg": "HS256", "kid": "k", "crit": ["urn:x"], "urn:x": 1}),
+        ),
+        (
+            "an empty crit",
+            json!({"alg": "HS256", "kid": "k", "crit": []}),
+        ),
+        (
+            "crit naming an absent header",
+            json!({"alg": "HS256", "kid": "k", "crit": ["exp"]}),
+        ),
+        (
+            "b64 under crit",
+            json!({"alg": "HS256", "kid": "k", "crit": ["b64"], "b64": false}),
+        ),
+    ];
+    for (what, h) in &crits {
+        let r = get("/good", &signed(h, &ok, &key));
+        assert_eq!(r.status, 401, "{what}: {:?}", r.body);
+        assert_eq!(r.body["error"], "invalid_token", "{what}");
+    }
+
+    // A huge exp is malformed, not valid forever.
+    let r = get(
+        "/good",
+        &signed(&header, &json!({"sub": "u", "exp": 1e300}), &key),
+    );
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exp"),
+        "{:?}",
+        r.body
+    );
+
+    // A fractional exp bounds the cached verification exactly as the verifier reads it: the
+    // token is accepted (and cached) now and refused once its second has passed.
+    let exp = now() as f64 + 2.5;
+    let token = signed(&header, &json!({"sub": "u", "exp": exp}), &key);
+    assert_eq!(get("/good", &token).status, 200, "a live token");
+    assert_eq!(get("/good", &token).status, 200, "served from the cache");
+    let r = wait_until(
+        "the fractional-exp token to expire",
+        Duration::from_secs(10),
+        || {
+            let r = get("/good", &token);
+            (r.status != 200).then_some(r)
+        },
+    );
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert!(
+        now() as f64 > exp.floor(),
+        "refused only after its last second"
+    );
+
+    // Key sets that must not load: the rule answers 503 and never lets a request through.
+    for path in ["/weak", "/encrypt-only", "/enc-use", "/dup-kid", "/mixed"] {
+        let r = get(path, &signed(&header, &ok, &key));
+        assert_eq!(r.status, 503, "{path}: {:?}", r.body);
+        assert_eq!(r.body["error"], "policy_unavailable", "{path}");
+    }
+}

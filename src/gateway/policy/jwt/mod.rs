@@ -5,13 +5,18 @@
 //! JSON body; the reason is counted in `atrium_gateway_auth_failures_total{route,reason}`.
 //!
 //! Verified tokens are cached (bounded, keyed by a SHA-256 of the policy, its key
-//! generations and the token; an entry never outlives the token's `exp`), so a signature is
-//! not checked again on every request.
+//! generations and the token), so a signature is not checked again on every request. An entry
+//! lives until the token's `exp` (plus clock skew) as the verifier reads it (a fractional
+//! `exp` is floored to its second), and never longer than five minutes. Time claims past the
+//! year 9999 (`exp: 1e300`) are malformed. A header with `crit` or `b64` is refused: the
+//! gateway implements no JWS extension (RFC 7515 §4.1.11).
 
 pub mod keys;
 pub mod remote;
 pub mod token;
 pub mod verify;
+#[cfg(test)]
+mod wycheproof_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,8 +47,8 @@ pub struct Verified {
 /// Verified tokens of one policy.
 pub type TokenCache = ShardedLru<[u8; 32], Arc<Verified>>;
 
-/// Longest a token without `exp` stays cached.
-const CACHE_NO_EXP: i64 = 300;
+/// Longest a verified token stays cached (seconds), whatever its `exp` says.
+const CACHE_MAX_AGE: i64 = 300;
 
 #[derive(Debug)]
 enum KeySource {
@@ -203,11 +208,7 @@ impl JwtPolicy {
         found: &token::Found,
         now: i64,
     ) -> Result<Verified, Failure> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| Failure::Malformed(format!("header: {e}")))?;
-        if let Some(kid) = &header.kid {
-            verify::check_kid(kid)?;
-        }
+        let header = verify::decode_header(token)?;
         let mut best: Option<Failure> = None;
         for (i, p) in self.providers.iter().enumerate() {
             if !p.sources.iter().any(|s| found.sources.contains(s)) {
@@ -241,11 +242,12 @@ impl JwtPolicy {
             };
             match result {
                 Ok(claims) => {
-                    let exp = verify::lookup(&claims, "exp").and_then(serde_json::Value::as_i64);
-                    let expires = match exp {
-                        Some(e) => e.saturating_add(self.checks.clock_skew),
-                        None => now + CACHE_NO_EXP,
-                    };
+                    // The verifier's own reading of `exp`, so a cached token expires exactly
+                    // when a fresh verification would refuse it; never longer than the cap.
+                    let until = verify::valid_until(&claims, self.checks.clock_skew)?;
+                    let expires = until
+                        .unwrap_or(i64::MAX)
+                        .min(now.saturating_add(CACHE_MAX_AGE));
                     return Ok(Verified {
                         claims: Arc::new(claims),
                         provider: i,

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::Value;
 
 use super::keys::Key;
@@ -145,15 +146,36 @@ pub fn check_shape(token: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Verifies the signature with the first of `keys` that fits the header, then the claims.
-pub fn verify(
+/// The token's header. The gateway understands no JWS extension, so a header with `crit`
+/// (RFC 7515 §4.1.11: listed extensions must be understood; an empty list is invalid too) is
+/// refused, and so is `b64` (RFC 7797 unencoded payloads); a `kid` that could be a path is
+/// refused before any key lookup.
+pub fn decode_header(token: &str) -> Result<Header, Failure> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| Failure::Malformed(format!("header: {e}")))?;
+    if header.crit.is_some() {
+        return Err(Failure::Malformed(
+            "the header has crit, naming extensions the gateway does not implement".into(),
+        ));
+    }
+    if header.extras.get::<Value>("b64").ok().flatten().is_some() {
+        return Err(Failure::Malformed(
+            "the header has b64: unencoded payloads are not supported".into(),
+        ));
+    }
+    if let Some(kid) = &header.kid {
+        check_kid(kid)?;
+    }
+    Ok(header)
+}
+
+/// Verifies the signature with the first of `keys` that fits the header.
+pub fn check_signature(
     token: &str,
     header: &Header,
     keys: &[Key],
     issuer: &Issuer,
-    checks: &Checks,
-    now: i64,
-) -> Result<Claims, Failure> {
+) -> Result<(), Failure> {
     let alg = header.alg;
     if !issuer.algorithms.is_empty() && !issuer.algorithms.contains(&alg) {
         return Err(Failure::Algorithm(format!("{alg:?} is not allowed")));
@@ -186,45 +208,88 @@ pub fn verify(
             "no key of this issuer verifies {alg:?}"
         )));
     }
-    let mut validation = Validation::new(alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let mut last = Failure::Signature;
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| Failure::Malformed("expected three base64url segments".into()))?;
     for key in fitting {
-        match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
-            Ok(data) => {
-                check_claims(&data.claims, issuer, checks, now)?;
-                return Ok(data.claims);
-            }
+        match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind as K;
-                last = match e.kind() {
-                    K::InvalidSignature => Failure::Signature,
-                    K::InvalidAlgorithm | K::InvalidAlgorithmName => {
-                        Failure::Algorithm(e.to_string())
-                    }
-                    K::Json(_) | K::Utf8(_) | K::Base64(_) | K::InvalidToken => {
-                        return Err(Failure::Malformed(e.to_string()));
-                    }
-                    _ => Failure::Signature,
-                };
+                if matches!(e.kind(), K::Base64(_)) {
+                    return Err(Failure::Malformed(format!("signature: {e}")));
+                }
             }
         }
     }
-    Err(last)
+    Err(Failure::Signature)
 }
 
+/// The payload as a JWT claims set (a JSON object). Payloads that are not (a JWS over other
+/// content) are refused: the gateway verifies JWTs, not arbitrary JWS.
+pub fn claims_of(token: &str) -> Result<Claims, Failure> {
+    serde_json::from_slice::<Claims>(&payload(token)?)
+        .map_err(|e| Failure::Malformed(format!("the payload is not a JSON claims set: {e}")))
+}
+
+/// The decoded payload (canonical base64url only: no padding, no stray bits).
+pub fn payload(token: &str) -> Result<Vec<u8>, Failure> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| Failure::Malformed("expected three base64url segments".into()))?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|e| Failure::Malformed(format!("payload: {e}")))
+}
+
+/// Verifies the signature with the first of `keys` that fits the header, then the claims.
+pub fn verify(
+    token: &str,
+    header: &Header,
+    keys: &[Key],
+    issuer: &Issuer,
+    checks: &Checks,
+    now: i64,
+) -> Result<Claims, Failure> {
+    check_signature(token, header, keys, issuer)?;
+    let claims = claims_of(token)?;
+    check_claims(&claims, issuer, checks, now)?;
+    Ok(claims)
+}
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. A time claim beyond it (`1e300`)
+/// is malformed rather than "valid forever".
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// The last second (Unix time) a verified token with these claims stays valid under `skew`,
+/// read exactly as [`check_claims`] reads `exp`; `None` without `exp`.
+pub fn valid_until(claims: &Claims, skew: i64) -> Result<Option<i64>, Failure> {
+    Ok(number(claims, "exp")?.map(|exp| exp.saturating_add(skew)))
+}
+
+/// A NumericDate claim in whole seconds: fractions are floored (`exp: 100.5` is valid through
+/// second 100 and expired at 101, the same for the verifier and the cache), and values beyond
+/// ±[`MAX_NUMERIC_DATE`] are refused.
 fn number(claims: &Claims, name: &str) -> Result<Option<i64>, Failure> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| Failure::ClaimType(format!("{name} is not a NumericDate"))),
-        Some(_) => Err(Failure::ClaimType(format!("{name} must be a number"))),
+    let n = match claims.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n,
+        Some(_) => return Err(Failure::ClaimType(format!("{name} must be a number"))),
+    };
+    let secs = match n.as_i64() {
+        Some(i) => Some(i),
+        None => n
+            .as_f64()
+            .filter(|f| f.is_finite() && f.abs() <= MAX_NUMERIC_DATE as f64)
+            .map(|f| f.floor() as i64),
+    };
+    match secs {
+        Some(s) if s.abs() <= MAX_NUMERIC_DATE => Ok(Some(s)),
+        _ => Err(Failure::ClaimType(format!(
+            "{name} is not a NumericDate before the year 10000"
+        ))),
     }
 }
 
@@ -447,5 +512,64 @@ mod tests {
         assert!(check_shape("a.b.c.d").is_err());
         assert!(check_shape("a+.b.c").is_err());
         assert!(check_shape("a=.b.c").is_err());
+    }
+
+    #[test]
+    fn fractional_and_huge_time_claims_read_the_same_for_verifier_and_cache() {
+        let checks = Checks {
+            clock_skew: 0,
+            require_exp: true,
+        };
+        let at = |exp: Value, now: i64| {
+            let c = claims(serde_json::json!({"iss": "https://id", "aud": "api", "exp": exp}));
+            (
+                check_claims(&c, &issuer(), &checks, now).is_ok(),
+                valid_until(&c, 0).ok().flatten(),
+            )
+        };
+        // (exp, now, accepted, last valid second)
+        let cases = [
+            (serde_json::json!(100.5), 100, true, Some(100)),
+            (serde_json::json!(100.5), 101, false, Some(100)),
+            (serde_json::json!(100), 100, true, Some(100)),
+            (serde_json::json!(1e300), 100, false, None),
+            (serde_json::json!(253_402_300_800_i64), 100, false, None),
+            (
+                serde_json::json!(253_402_300_799_i64),
+                100,
+                true,
+                Some(MAX_NUMERIC_DATE),
+            ),
+        ];
+        for (exp, now, accepted, until) in cases {
+            assert_eq!(
+                at(exp.clone(), now),
+                (accepted, until),
+                "exp {exp} at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn crit_and_b64_headers_are_refused() {
+        let token = |h: Value| {
+            let b =
+                |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.sig", b(&h), b(&serde_json::json!({})))
+        };
+        let refused = [
+            serde_json::json!({"alg": "HS256", "crit": ["urn:x"], "urn:x": 1}),
+            serde_json::json!({"alg": "HS256", "crit": []}),
+            serde_json::json!({"alg": "HS256", "crit": ["exp"]}),
+            serde_json::json!({"alg": "HS256", "crit": ["b64"], "b64": false}),
+            serde_json::json!({"alg": "HS256", "b64": true}),
+        ];
+        for h in refused {
+            assert!(
+                matches!(decode_header(&token(h.clone())), Err(Failure::Malformed(_))),
+                "{h}"
+            );
+        }
+        assert!(decode_header(&token(serde_json::json!({"alg": "HS256", "typ": "JWT"}))).is_ok());
     }
 }
