@@ -65,6 +65,19 @@ pub fn route(
         let (policies, policy_problems) =
             policy::build(&rule.policies, &route.source.namespace, &id, secrets, env);
         problems.extend(policy_problems);
+        let mut sets_headers: Vec<String> = super::headers::GATEWAY_HEADERS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .chain(rule.filters.request_headers.iter().flat_map(|m| {
+                m.set
+                    .iter()
+                    .chain(&m.add)
+                    .map(|(n, _)| n.to_ascii_lowercase())
+            }))
+            .chain(policies.iter().flat_map(|p| p.sets_headers()))
+            .collect();
+        sets_headers.sort();
+        sets_headers.dedup();
         let compiled = Arc::new(Rule {
             backends: backends(&rule.backends, services),
             rewrite: rule.filters.rewrite.clone(),
@@ -75,6 +88,7 @@ pub fn route(
             policies,
             balance: rule.balance,
             hash_on: rule.hash_on.clone(),
+            sets_headers,
             next: AtomicUsize::new(0),
             id,
         });

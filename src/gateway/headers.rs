@@ -1,5 +1,6 @@
-//! Header handling on the way through: request ids, `X-Forwarded-*`, and the rule's
-//! `requestHeaders` / `responseHeaders` changes.
+//! Header handling on the way through: request ids, `X-Forwarded-*`, the rule's
+//! `requestHeaders` / `responseHeaders` changes, and the checks of a request's framing
+//! headers (`Host`, the request target, `Connection`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,6 +55,54 @@ pub fn ops(m: &HeaderChanges) -> impl Iterator<Item = HeaderOp<'_>> {
         .chain(m.add.iter().map(|(n, v)| HeaderOp::Add(n, v)))
 }
 
+/// Headers the gateway sets on every proxied request.
+pub const GATEWAY_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+/// Connection options that keep their meaning through the gateway (pingora manages the
+/// upstream connection; `upgrade` carries WebSocket handshakes).
+const CONNECTION_OPTIONS: [&str; 3] = ["close", "keep-alive", "upgrade"];
+
+/// Why a request is refused before routing, if it is (RFC 9112 §3.2: an HTTP/1.1 request
+/// without `Host` is 400).
+///
+/// Spaces and control bytes in an HTTP/1 request target never reach this point raw: pingora's
+/// parser percent-encodes them before the gateway sees the request, so they are forwarded
+/// encoded and cannot be told apart from a client's own `%20`.
+pub fn refuse_framing(http11: bool, has_host: bool) -> Option<&'static str> {
+    (http11 && !has_host).then_some("an HTTP/1.1 request must carry a Host header")
+}
+
+/// The header names a client's `Connection` header nominates as hop-by-hop (lower case),
+/// without the connection options.
+pub fn nominated<'a>(connection: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = connection
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && !CONNECTION_OPTIONS.contains(&t.as_str()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What remains of a client's `Connection` header for the upstream: the connection options
+/// only (`None`: drop the header).
+pub fn connection_options<'a>(connection: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let kept: Vec<String> = connection
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| CONNECTION_OPTIONS.contains(&t.as_str()))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +116,42 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         }
         assert_ne!(request_id(None), request_id(None));
+    }
+
+    #[test]
+    fn framing_checks() {
+        // (description, HTTP/1.1, has Host, refused)
+        let cases = [
+            ("a normal request", true, true, false),
+            ("HTTP/1.1 without Host", true, false, true),
+            ("HTTP/1.0 without Host", false, false, false),
+        ];
+        for (what, http11, host, refused) in cases {
+            assert_eq!(refuse_framing(http11, host).is_some(), refused, "{what}");
+        }
+    }
+
+    #[test]
+    fn connection_tokens() {
+        // (Connection values, nominated, options kept)
+        let cases: [(&[&str], &[&str], Option<&str>); 5] = [
+            (&["close"], &[], Some("close")),
+            (&["close, X-User-Id"], &["x-user-id"], Some("close")),
+            (
+                &["Upgrade", "keep-alive ,x-a,,X-A"],
+                &["x-a"],
+                Some("upgrade, keep-alive"),
+            ),
+            (&["x-forwarded-for"], &["x-forwarded-for"], None),
+            (&[], &[], None),
+        ];
+        for (values, want, kept) in cases {
+            assert_eq!(nominated(values.iter().copied()), want, "{values:?}");
+            assert_eq!(
+                connection_options(values.iter().copied()).as_deref(),
+                kept,
+                "{values:?}"
+            );
+        }
     }
 }

@@ -108,6 +108,8 @@ pub struct Ctx {
     /// When the current attempt runs out of the rule's timeout (the whole attempt, not each
     /// read: a backend that trickles bytes must not hold a request forever).
     deadline: Option<Instant>,
+    /// Headers the client's `Connection` nominated (lower case), removed before forwarding.
+    hop_by_hop: Vec<String>,
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -251,6 +253,7 @@ impl ProxyHttp for Gateway {
             aborted: false,
             _in_flight: self.requests.start(),
             deadline: None,
+            hop_by_hop: vec![],
         }
     }
 
@@ -283,6 +286,17 @@ impl ProxyHttp for Gateway {
                 &ctx.request_id,
             )
             .await?;
+            return Ok(true);
+        }
+        let refused = {
+            let req = session.req_header();
+            headers::refuse_framing(
+                req.version == http::Version::HTTP_11,
+                req.headers.contains_key(http::header::HOST),
+            )
+        };
+        if let Some(why) = refused {
+            respond_json(session, 400, "bad_request", why, &[], &ctx.request_id).await?;
             return Ok(true);
         }
         let raw_path = session.req_header().uri.path().to_owned();
@@ -332,6 +346,26 @@ impl ProxyHttp for Gateway {
             .await?;
             return Ok(true);
         };
+        // Hop-by-hop headers a client nominates are dropped on the way; one the gateway sets
+        // itself (an identity claim, X-Forwarded-*) may not be nominated: it would vanish at
+        // the next hop after the gateway vouched for it.
+        ctx.hop_by_hop = headers::nominated(
+            session
+                .req_header()
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        if let Some(h) = ctx
+            .hop_by_hop
+            .iter()
+            .find(|h| found.rule.sets_headers.contains(h))
+        {
+            let msg = format!("the Connection header names {h}, a header the gateway sets");
+            respond_json(session, 400, "bad_request", &msg, &[], &ctx.request_id).await?;
+            return Ok(true);
+        }
         ctx.path = found.rule.rewrite_path(&normalized, &found);
         let rule = found.rule.clone();
         ctx.rule = Some(rule.clone());
@@ -462,6 +496,22 @@ impl ProxyHttp for Gateway {
             )
         })?;
         upstream.set_uri(uri);
+        for h in &ctx.hop_by_hop {
+            upstream.remove_header(h.as_str());
+        }
+        let options = headers::connection_options(
+            upstream
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        match options {
+            Some(v) => upstream.insert_header(http::header::CONNECTION, v)?,
+            None => {
+                upstream.remove_header(&http::header::CONNECTION);
+            }
+        }
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())

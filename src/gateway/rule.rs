@@ -93,6 +93,10 @@ pub struct Rule {
     /// What ConsistentHash hashes.
     #[serde(skip)]
     pub hash_on: Option<HashKey>,
+    /// Request headers the gateway sets for this rule (lower case): its own, the rule's
+    /// `requestHeaders` set/add, and what its policies set.
+    #[serde(skip)]
+    pub sets_headers: Vec<String>,
     #[serde(skip)]
     pub(super) next: AtomicUsize,
 }

@@ -101,6 +101,12 @@ pub trait Policy: Debug + Send + Sync {
 
     /// Inspects (and may change) the request.
     async fn apply(&self, session: &mut Session, state: &mut RequestState) -> Outcome;
+
+    /// Request headers this policy sets (lower case), which a client may not nominate as
+    /// hop-by-hop in `Connection`.
+    fn sets_headers(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 /// Runs `policies` in order; the first `Respond` wins.

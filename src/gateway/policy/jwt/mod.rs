@@ -352,6 +352,13 @@ impl Policy for JwtPolicy {
         "jwt"
     }
 
+    fn sets_headers(&self) -> Vec<String> {
+        self.forwarded
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect()
+    }
+
     async fn apply(&self, session: &mut Session, state: &mut RequestState) -> Outcome {
         // Headers we forward claims in are ours: a client's copy never reaches the backend.
         for h in &self.forwarded {

@@ -135,13 +135,16 @@ impl RateLimit {
                     .collect();
                 Some(client_ip(peer, &forwarded, &self.trusted).to_string())
             }
-            RateLimitKeyType::Header => session
-                .req_header()
-                .headers
-                .get(self.key_name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned),
+            RateLimitKeyType::Header => {
+                let values: Vec<&str> = session
+                    .req_header()
+                    .headers
+                    .get_all(self.key_name.as_str())
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or_default())
+                    .collect();
+                header_key(&values)
+            }
             RateLimitKeyType::Claim => {
                 let claims = state.claims.as_ref()?;
                 match super::jwt::verify::lookup(claims, &self.key_name)? {
@@ -187,23 +190,44 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// The key of a Header key from all the request's values of that header: one value (or
+/// several identical ones) is the key; none, an empty one or different values are no key, so
+/// they count under the shared key of requests without one. A client cannot get a fresh
+/// bucket per request by sending a random value beside its real one (a backend may read
+/// either).
+pub fn header_key(values: &[&str]) -> Option<String> {
+    let first = *values.first()?;
+    if first.is_empty() || values.iter().any(|v| *v != first) {
+        return None;
+    }
+    Some(first.to_owned())
+}
+
+/// One `X-Forwarded-For` element as an address: `IP`, `IP:port` or `[IPv6]:port`.
+fn hop_ip(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 /// The client address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most `X-Forwarded-For` entry that is not a trusted proxy.
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy. The chain is read from the
+/// right and ends at the first entry that does not parse: the peer is then the key (an entry
+/// to the left of an unreadable one was written by someone nobody vouches for).
 pub fn client_ip(peer: IpAddr, forwarded: &[String], trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = forwarded
-        .iter()
-        .flat_map(|v| v.split(','))
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .copied()
-        .unwrap_or(peer)
+    for hop in forwarded.iter().flat_map(|v| v.split(',')).rev() {
+        match hop_ip(hop) {
+            Some(ip) if is_trusted(&ip) => continue,
+            Some(ip) => return ip,
+            None => return peer,
+        }
+    }
+    peer
 }
 
 /// Parses a Redis URL (`redis://` only: no TLS in this build); the error never repeats the
@@ -319,6 +343,41 @@ mod tests {
         let outsider: IpAddr = "5.6.7.8".parse().expect("ip");
         assert_eq!(client_ip(outsider, &xff, &trusted), outsider);
         assert_eq!(client_ip(peer, &[], &trusted), peer);
+    }
+
+    #[test]
+    fn forwarded_chains_end_at_what_does_not_parse() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let peer: IpAddr = "10.0.0.5".parse().expect("ip");
+        // (X-Forwarded-For values, key)
+        let cases: [(&[&str], &str); 7] = [
+            (&["1.2.3.4"], "1.2.3.4"),
+            (&["1.2.3.4, 10.1.1.1"], "1.2.3.4"),
+            (&["9.9.9.9", "1.2.3.4:4711"], "1.2.3.4"),
+            (&["9.9.9.9, [2001:db8::1]:443"], "2001:db8::1"),
+            (&["9.9.9.9, 203.0.113.30:notaport"], "10.0.0.5"),
+            (&["9.9.9.9, unknown"], "10.0.0.5"),
+            (&["9.9.9.9, unknown, 10.2.2.2"], "10.0.0.5"),
+        ];
+        for (xff, want) in cases {
+            let xff: Vec<String> = xff.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(client_ip(peer, &xff, &trusted).to_string(), want, "{xff:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_key_headers() {
+        // (values, key)
+        let cases: [(&[&str], Option<&str>); 5] = [
+            (&["k1"], Some("k1")),
+            (&["k1", "k1"], Some("k1")),
+            (&["random", "k1"], None),
+            (&[""], None),
+            (&[], None),
+        ];
+        for (values, want) in cases {
+            assert_eq!(header_key(values).as_deref(), want, "{values:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Regression tests for the findings of a black-box security review of the gateway (file
+//! mode, a real echo backend on loopback, raw HTTP/1.1 so nothing is normalised on the way):
+//! `Connection` nominating headers the gateway sets, duplicated rate-limit key headers,
+//! `X-Forwarded-For` hops that do not parse, a missing `Host`, and control bytes in the target
+//! (which pingora percent-encodes before the gateway sees them).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use support::*;
+
+/// Sends `head` (request line and headers, without the final blank line) byte for byte and
+/// returns the status and the JSON body.
+fn send(port: u16, head: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(head).expect("send");
+    s.write_all(b"\r\n\r\n").expect("send");
+    // Read one response (by its Content-Length): a keep-alive connection is not closed.
+    let mut resp = Vec::new();
+    let mut byte = [0u8; 4096];
+    let mut wanted: Option<usize> = None;
+    while let Ok(n) = s.read(&mut byte) {
+        if n == 0 {
+            break;
+        }
+        resp.extend_from_slice(&byte[..n]);
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        if let Some((head, _)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            wanted = Some(head.len() + 4 + length);
+        }
+        if wanted.is_some_and(|w| resp.len() >= w) {
+            break;
+        }
+    }
+    let resp = String::from_utf8_lossy(&resp);
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A GET of `path` with `headers` (each a whole header line), Host and `Connection: close`
+/// unless a header line names Connection itself.
+fn get(port: u16, path: &str, headers: &[String]) -> (u16, Value) {
+    let connection = if headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("connection:"))
+    {
+        String::new()
+    } else {
+        "\r\nConnection: close".to_owned()
+    };
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: shop.local{}{connection}",
+        headers
+            .iter()
+            .map(|h| format!("\r\n{h}"))
+            .collect::<String>()
+    );
+    send(port, head.as_bytes())
+}
+
+#[test]
+fn headers_and_framing_findings() {
+    let dir = temp_dir("gw-hardening");
+    let backend = EchoBackend::start("127.0.0.1", "app");
+    let secret = [9u8; 32];
+    let jwks =
+        json!({"keys": [{"kty": "oct", "kid": "k", "alg": "HS256", "k": B64.encode(secret)}]});
+    let limited = |name: &str, key: &str| {
+        format!(
+            "  - name: {name}\n    matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]\n    backends: [{{microservice: app}}]\n    rateLimit: {{requests: 1, period: 1m, burst: 1, key: {key}}}\n"
+        )
+    };
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData:\n  jwks: '{jwks}'\n---\napiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {port}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: hardening}}\nspec:\n  rules:\n  - name: auth\n    matches: [{{path: {{type: PathPrefix, value: /auth}}}}]\n    backends: [{{microservice: app}}]\n    auth: {{jwt: {{providers: [{{name: p, jwks: {{secretRef: {{name: jwt}}}}, forwardClaims: [{{claim: sub, header: x-user-id}}]}}]}}}}\n  - name: open\n    matches: [{{path: {{type: PathPrefix, value: /open}}}}]\n    backends: [{{microservice: app}}]\n{}{}{}",
+        limited("apikey", "{type: Header, name: X-Api-Key}"),
+        limited("xffport", "{type: ClientIP}"),
+        limited("xffunknown", "{type: ClientIP}"),
+        port = backend.port,
+    );
+    std::fs::write(dir.join("routes.yaml"), yaml).expect("write config");
+    let (_gw, port, _admin) = start_gateway(
+        &[
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+            "--trusted-proxies",
+            "127.0.0.0/8",
+        ],
+        &[],
+    );
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k".into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "alice", "exp": exp}),
+        &EncodingKey::from_secret(&secret),
+    )
+    .expect("sign");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, body) = get(port, "/auth", std::slice::from_ref(&bearer));
+    assert_eq!(
+        (status, &body["headers"]["x-user-id"]),
+        (200, &json!("alice"))
+    );
+
+    // A client naming a header the gateway sets in Connection is refused, before the backend.
+    let before = backend.received();
+    for nominated in [
+        "close, x-user-id",
+        "X-User-Id",
+        "keep-alive, x-forwarded-for",
+        "x-request-id",
+    ] {
+        let (status, body) = get(
+            port,
+            "/auth",
+            &[bearer.clone(), format!("Connection: {nominated}")],
+        );
+        assert_eq!(status, 400, "Connection: {nominated}: {body}");
+        assert_eq!(body["error"], "bad_request", "{nominated}");
+    }
+    assert_eq!(
+        backend.received(),
+        before,
+        "a refused request reached the backend"
+    );
+    // Other nominated headers are hop-by-hop: dropped, and not named to the backend.
+    let (status, body) = get(
+        port,
+        "/open",
+        &["X-Hop: secret".into(), "Connection: close, X-Hop".into()],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["headers"].get("x-hop").is_none(), "{body}");
+    let connection = body["headers"]["connection"].as_str().unwrap_or_default();
+    assert!(!connection.to_ascii_lowercase().contains("x-hop"), "{body}");
+
+    // A duplicated key header never earns a fresh bucket: [random, real] counts under the
+    // shared key of requests without one, so the third such request is limited.
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| {
+            get(
+                port,
+                "/apikey",
+                &[format!("X-Api-Key: random-{i}"), "X-Api-Key: real".into()],
+            )
+            .0
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "[random, real] key headers");
+
+    // X-Forwarded-For: `IP:port` is parsed; an unparsable hop ends the trusted chain (the key
+    // is the peer), never skipped in favour of the spoofable entry to its left.
+    for (path, last_hop) in [
+        ("/xffport", "203.0.113.30:4711"),
+        ("/xffunknown", "unknown"),
+    ] {
+        let statuses: Vec<u16> = (0..3)
+            .map(|i| {
+                get(
+                    port,
+                    path,
+                    &[format!("X-Forwarded-For: 198.51.100.{i}, {last_hop}")],
+                )
+                .0
+            })
+            .collect();
+        assert_eq!(statuses, [200, 200, 429], "right-most hop {last_hop}");
+    }
+
+    // RFC 9112: HTTP/1.1 without Host is 400, before the backend.
+    let before = backend.received();
+    let (status, body) = send(port, b"GET /open HTTP/1.1\r\nConnection: close");
+    assert_eq!(status, 400, "no Host: {body}");
+    assert_eq!(
+        backend.received(),
+        before,
+        "a request without Host reached the backend"
+    );
+    // A control byte in the target reaches the backend only percent-encoded (pingora's parser
+    // encodes it before the gateway sees the request).
+    let (status, body) = send(
+        port,
+        b"GET /open/a\x01b HTTP/1.1\r\nHost: shop.local\r\nConnection: close",
+    );
+    assert_eq!(
+        (status, &body["path"]),
+        (200, &json!("/open/a%01b")),
+        "{body}"
+    );
+    let (status, _) = send(port, b"GET /open HTTP/1.0\r\nConnection: close");
+    assert_eq!(status, 200, "HTTP/1.0 needs no Host");
+}
