@@ -91,7 +91,7 @@ fn headers_and_framing_findings() {
         )
     };
     let yaml = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData:\n  jwks: '{jwks}'\n---\napiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {port}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: hardening}}\nspec:\n  rules:\n  - name: auth\n    matches: [{{path: {{type: PathPrefix, value: /auth}}}}]\n    backends: [{{microservice: app}}]\n    auth: {{jwt: {{providers: [{{name: p, jwks: {{secretRef: {{name: jwt}}}}, forwardClaims: [{{claim: sub, header: x-user-id}}]}}]}}}}\n  - name: open\n    matches: [{{path: {{type: PathPrefix, value: /open}}}}]\n    backends: [{{microservice: app}}]\n{}{}{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: jwt}}\nstringData:\n  jwks: '{jwks}'\n---\napiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {port}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: hardening}}\nspec:\n  rules:\n  - name: auth\n    matches: [{{path: {{type: PathPrefix, value: /auth}}}}]\n    backends: [{{microservice: app}}]\n    auth: {{jwt: {{providers: [{{name: p, jwks: {{secretRef: {{name: jwt}}}}, forwardClaims: [{{claim: sub, header: x-user-id}}]}}]}}}}\n  - name: open\n    matches: [{{path: {{type: PathPrefix, value: /open}}}}]\n    backends: [{{microservice: app}}]\n  - name: admin\n    matches: [{{path: {{type: PathPrefix, value: /admin}}}}]\n    backends: [{{microservice: app}}]\n    auth: {{jwt: {{providers: [{{name: p, jwks: {{secretRef: {{name: jwt}}}}}}]}}}}\n  - name: everything-else\n    backends: [{{microservice: app}}]\n{}{}{}---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: matrix}}\nspec:\n  pathParameters: Forward\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /matrix}}}}]\n    backends: [{{microservice: app}}]\n",
         limited("apikey", "{type: Header, name: X-Api-Key}"),
         limited("xffport", "{type: ClientIP}"),
         limited("xffunknown", "{type: ClientIP}"),
@@ -214,4 +214,32 @@ fn headers_and_framing_findings() {
     );
     let (status, _) = send(port, b"GET /open HTTP/1.0\r\nConnection: close");
     assert_eq!(status, 200, "HTTP/1.0 needs no Host");
+
+    // Path parameters: `..;` and `.;` segments are refused; `/admin;x=y` meets `/admin`'s
+    // policies (not the open catch-all) and reaches the backend without the parameters,
+    // unless the route forwards them.
+    for target in ["/public/..;/admin", "/public/.;/admin", "/x/..;x=1/admin"] {
+        let (status, body) = get(port, target, &[]);
+        assert_eq!(
+            (status, &body["error"]),
+            (400, &json!("bad_path")),
+            "{target}"
+        );
+    }
+    for target in ["/admin;x=y", "/admin;/", "/admin;jsessionid=1/users"] {
+        let (status, body) = get(port, target, &[]);
+        assert_eq!(status, 401, "{target} without a token: {body}");
+    }
+    let (status, body) = get(port, "/admin;x=y/users", std::slice::from_ref(&bearer));
+    assert_eq!(
+        (status, &body["path"]),
+        (200, &json!("/admin/users")),
+        "{body}"
+    );
+    let (status, body) = get(port, "/matrix/users;v=2/42", &[]);
+    assert_eq!(
+        (status, &body["path"]),
+        (200, &json!("/matrix/users;v=2/42")),
+        "{body}"
+    );
 }

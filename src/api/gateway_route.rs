@@ -83,6 +83,23 @@ pub struct GatewayRouteSpec {
     /// Request timeout for every rule that does not set its own, e.g. `15s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+
+    /// What backends receive of `;` path parameters (`/users;v=2/42`): `Strip` (default)
+    /// forwards the path without them; `Forward` keeps them, for backends that use matrix
+    /// parameters. Matching ignores them either way, so `/admin;x=y` meets the policies of
+    /// `/admin`; a rule with a rewrite forwards the rewritten path, without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_parameters: Option<PathParameters>,
+}
+
+/// What backends receive of `;` path parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PathParameters {
+    /// Forward the path without them.
+    #[default]
+    Strip,
+    /// Forward them as the client sent them.
+    Forward,
 }
 
 /// A set of matches and the backends that serve them.

@@ -83,6 +83,7 @@ pub fn route(
             rewrite: rule.filters.rewrite.clone(),
             request_headers: rule.filters.request_headers.clone(),
             response_headers: rule.filters.response_headers.clone(),
+            forward_path_parameters: rule.filters.forward_path_parameters,
             timeout: rule.timeout,
             retries: rule.retries.clone(),
             policies,

@@ -4,8 +4,12 @@
 //! are kept with upper-case hex, `.` and `..` segments are resolved (RFC 3986 §5.2.4) and
 //! duplicate slashes merged. Refused with 400: an encoded slash or backslash (`%2F`, `%5C`), a
 //! raw backslash, an encoded NUL, a malformed escape, a path that does not start with `/`, and a
-//! `..` that climbs above the root. So `/api/../admin`, `/%2e%2e/admin` and `//admin` can only
-//! reach the route that `/admin` reaches.
+//! `..` that climbs above the root, and a `.` or `..` segment carrying `;` parameters (`..;`,
+//! the bypass Tomcat, Jetty and Spring resolve as `..`). So `/api/../admin`, `/%2e%2e/admin`,
+//! `/public/..;/admin` and `//admin` can only reach the route that `/admin` reaches.
+//!
+//! Matching ignores `;` path parameters ([`without_parameters`]: `/admin;x=y` meets `/admin`'s
+//! policies), since those backends read `/admin;x=y` as `/admin`.
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +29,9 @@ pub enum PathError {
     /// `..` above the root.
     #[error("the request path climbs above the root with '..'")]
     AboveRoot,
+    /// `..;…` or `.;…`: a dot segment with path parameters.
+    #[error("a '.' or '..' path segment with ';' parameters is not allowed")]
+    DotParameters,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -94,6 +101,11 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     let mut trailing_slash = false;
     for seg in decoded.split('/').skip(1) {
         trailing_slash = false;
+        if let Some((name, _)) = seg.split_once(';')
+            && matches!(name, "." | "..")
+        {
+            return Err(PathError::DotParameters);
+        }
         match seg {
             "" => trailing_slash = true,
             "." => trailing_slash = true,
@@ -115,6 +127,26 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// A normalised path without its `;` path parameters (`/a;x=1/b;y` → `/a/b`); segments left
+/// empty are dropped, a trailing slash is kept.
+pub fn without_parameters(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').skip(1) {
+        let name = seg.split_once(';').map_or(seg, |(n, _)| n);
+        if !name.is_empty() {
+            out.push('/');
+            out.push_str(name);
+        }
+    }
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -161,9 +193,27 @@ mod tests {
             ("/..", PathError::AboveRoot),
             ("/api/../../etc/passwd", PathError::AboveRoot),
             ("/%2e%2e/admin", PathError::AboveRoot),
+            ("/public/..;/admin", PathError::DotParameters),
+            ("/public/..;x=1/admin", PathError::DotParameters),
+            ("/public/.;/admin", PathError::DotParameters),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_ignored_for_matching() {
+        let cases = [
+            ("/admin", "/admin"),
+            ("/admin;x=y", "/admin"),
+            ("/admin;/", "/admin/"),
+            ("/a;x/b;y=1;z/c", "/a/b/c"),
+            ("/;x/admin", "/admin"),
+            ("/files/a%3Bb", "/files/a%3Bb"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(without_parameters(path), want, "{path}");
         }
     }
 

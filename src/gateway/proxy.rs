@@ -315,6 +315,8 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         };
+        // Matching ignores `;` path parameters (backends that use them read `/a;x` as `/a`).
+        let matching = path::without_parameters(&normalized).into_owned();
         // Matching holds borrows of the request that may not live across an await.
         let found: Option<Found> = {
             let table = self.table.load();
@@ -328,7 +330,7 @@ impl ProxyHttp for Gateway {
             let request = Request {
                 host: &ctx.host,
                 method: req.method.as_str(),
-                path: &normalized,
+                path: &matching,
                 query: req.uri.query(),
                 header: &header,
             };
@@ -366,7 +368,11 @@ impl ProxyHttp for Gateway {
             respond_json(session, 400, "bad_request", &msg, &[], &ctx.request_id).await?;
             return Ok(true);
         }
-        ctx.path = found.rule.rewrite_path(&normalized, &found);
+        ctx.path = if found.rule.forward_path_parameters && found.rule.rewrite.is_none() {
+            normalized
+        } else {
+            found.rule.rewrite_path(&matching, &found)
+        };
         let rule = found.rule.clone();
         ctx.rule = Some(rule.clone());
         if let Outcome::Respond {

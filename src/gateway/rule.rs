@@ -78,6 +78,9 @@ pub struct Rule {
     /// Response header changes.
     #[serde(skip)]
     pub response_headers: Option<HeaderChanges>,
+    /// Forward `;` path parameters (when there is no rewrite).
+    #[serde(skip)]
+    pub forward_path_parameters: bool,
     /// Time allowed for the upstream's answer (504 after it).
     #[serde(skip)]
     pub timeout: Option<std::time::Duration>,

@@ -60,7 +60,7 @@ fn compile_rule(
         name: rule.name.clone().unwrap_or_else(|| index.to_string()),
         matches: matches(&rule.matches),
         backends: backends(namespace, &rule.backends)?,
-        filters: filters(rule),
+        filters: filters(route, rule),
         timeout: timeout
             .map(|d| d.parse().map_err(|e| format!("timeout: {e}")))
             .transpose()?,
@@ -170,8 +170,8 @@ pub fn retries(r: &api::RetryPolicy) -> Result<Retries, String> {
     })
 }
 
-/// The rule's rewrite and header changes.
-pub fn filters(rule: &api::RouteRule) -> Filters {
+/// The rule's rewrite and header changes, and the route's path-parameter setting.
+pub fn filters(route: &GatewayRoute, rule: &api::RouteRule) -> Filters {
     let headers = |m: &api::HeaderModifier| HeaderChanges {
         remove: m.remove.clone(),
         set: m
@@ -193,6 +193,7 @@ pub fn filters(rule: &api::RouteRule) -> Filters {
         }),
         request_headers: rule.request_headers.as_ref().map(headers),
         response_headers: rule.response_headers.as_ref().map(headers),
+        forward_path_parameters: route.spec.path_parameters == Some(api::PathParameters::Forward),
     }
 }
 

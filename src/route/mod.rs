@@ -198,6 +198,8 @@ pub struct Filters {
     pub request_headers: Option<HeaderChanges>,
     /// Response header changes.
     pub response_headers: Option<HeaderChanges>,
+    /// Forward `;` path parameters to the backend (matching always ignores them).
+    pub forward_path_parameters: bool,
 }
 
 /// A path rewrite.
