@@ -455,3 +455,64 @@ spec:
         (route_condition(&ns, "api", "Accepted").0 == "True").then_some(())
     });
 }
+
+/// A protected Exact path whose trailing-slash twin an open rule serves to the same backend
+/// gets a `Warning` condition naming both rules (and an Event); it goes once the slash is
+/// protected too.
+#[test]
+fn a_policy_bypass_by_trailing_slash_is_a_warning() {
+    assert_hermetic_network();
+    let ns = namespace("gr-bypass");
+    let (_controller, _) = start_controller(&ns);
+    let route = |slash_protected: bool| {
+        let slash = if slash_protected {
+            "  - name: console-slash\n    matches: [{path: {type: PathPrefix, value: /console/}}]\n    backends: [{microservice: admin}]\n    auth: *jwt\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: site}}\nspec:\n  rules:\n  - name: console\n    matches: [{{path: {{type: Exact, value: /console}}}}]\n    backends: [{{microservice: admin}}]\n    auth: &jwt {{jwt: {{providers: [{{name: p, jwks: {{secretRef: {{name: keys}}}}}}]}}}}\n{slash}  - name: everything-else\n    backends: [{{microservice: admin}}]\n"
+        )
+    };
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: keys}\nstringData: {jwks: '{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k\",\"k\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE\"}]}'}\n---\napiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: admin}\nspec: {image: nginx:1.27, ports: [{name: http, port: 80}]}\n---\n";
+    apply_yaml(&ns, &format!("{secret}{}", route(false)));
+    let (status, reason, message) = wait_until("the bypass warning", WAIT, || {
+        let c = route_condition(&ns, "site", "Warning");
+        (c.0 == "True").then_some(c)
+    });
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "PolicyBypass"));
+    assert!(
+        message.contains(&format!("{ns}/site/console"))
+            && message.contains(&format!("{ns}/site/everything-else"))
+            && message.contains("/console/"),
+        "{message}"
+    );
+    assert_eq!(
+        route_condition(&ns, "site", "Ready").0,
+        "True",
+        "a warning does not stop the route"
+    );
+    wait_until("a PolicyBypass Warning event", WAIT, || {
+        let events = kubectl_ok(
+            &[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "--field-selector",
+                "reason=PolicyBypass",
+                "-o",
+                "name",
+            ],
+            None,
+        );
+        (!events.trim().is_empty()).then_some(())
+    });
+
+    apply_yaml(&ns, &route(true));
+    wait_until(
+        "the warning to go once the slash is protected",
+        WAIT,
+        || (route_condition(&ns, "site", "Warning").0.is_empty()).then_some(()),
+    );
+}

@@ -22,6 +22,9 @@ pub const CONFIG_APPLIED: &str = "ConfigApplied";
 pub const ACCEPTED: &str = "Accepted";
 /// GatewayRoute: every backend, Secret and reference resolves.
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
+/// GatewayRoute: present (True) while the route is served but something about it needs a
+/// person's attention (e.g. a protected path reachable without its policy).
+pub const WARNING: &str = "Warning";
 
 /// Condition reasons shared by more than one kind (each kind's own reasons are constants
 /// beside its status computation).

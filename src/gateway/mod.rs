@@ -24,6 +24,7 @@ pub mod policy;
 pub mod proxy;
 pub mod rule;
 pub mod sampling;
+pub mod shadowing;
 pub mod table;
 mod tls;
 

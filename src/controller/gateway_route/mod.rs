@@ -20,23 +20,27 @@ use super::context::Context;
 use super::error::ReconcileError;
 use crate::api::GatewayRoute;
 use crate::api::conditions as c;
-use crate::gateway::compile;
 use crate::gateway::policy::{self, Secrets};
+use crate::gateway::{compile, shadowing};
 use crate::route::{self, Route, conflicts};
 
 /// Name of this reconciler in metrics and logs.
 pub const CONTROLLER: &str = "gatewayroute";
 
-/// The conflicts `route` loses against the other routes: `(older route, host, path)`, one
-/// per (host, path) pair.
-pub fn lost_conflicts(route: &Route, all: &[Arc<GatewayRoute>]) -> Vec<(String, String, String)> {
-    let models: Vec<Route> = all
-        .iter()
+/// The models of every route in `all` that compiles, with `route`'s own model in place of its
+/// cached copy (the reconciled object may be newer than the cache).
+pub fn models_with(route: &Route, all: &[Arc<GatewayRoute>]) -> Vec<Route> {
+    all.iter()
         .filter_map(|r| route::gateway_route::compile(r).ok())
         .filter(|r| r.source != route.source)
         .chain(std::iter::once(route.clone()))
-        .collect();
-    let mut out: Vec<(String, String, String)> = conflicts::find(&models)
+        .collect()
+}
+
+/// The conflicts `route` loses against the other routes (`models`, see [`models_with`]):
+/// `(older route, host, path)`, one per (host, path) pair.
+pub fn lost_conflicts(route: &Route, models: &[Route]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = conflicts::find(models)
         .into_iter()
         .filter(|c| c.route == route.source)
         .map(|c| (c.winner.to_string(), c.host, c.path))
@@ -56,17 +60,22 @@ pub async fn reconcile(
         .namespace()
         .ok_or_else(|| ReconcileError::NoNamespace(route.name_any()))?;
     let name = route.name_any();
-    let (problems, clashes, missing) = match route::gateway_route::compile(&route) {
+    let (problems, clashes, missing, bypasses) = match route::gateway_route::compile(&route) {
         Ok(model) => {
             let secrets = referenced_secrets(&ctx, &model, &ns).await?;
             let all_routes = ctx.routes.get().map(Store::state).unwrap_or_default();
+            let models = models_with(&model, &all_routes);
             (
                 compile::problems(&model, &secrets),
-                lost_conflicts(&model, &all_routes),
+                lost_conflicts(&model, &models),
                 refs::missing(&model, &ctx.microservices, ctx.services.get()),
+                shadowing::find(&model, &models)
+                    .iter()
+                    .map(shadowing::Bypass::message)
+                    .collect(),
             )
         }
-        Err(invalid) => (vec![invalid.reason], vec![], vec![]),
+        Err(invalid) => (vec![invalid.reason], vec![], vec![], vec![]),
     };
     // A missing or broken Secret is not watched: look again soon.
     let requeue = if problems.is_empty() {
@@ -81,10 +90,22 @@ pub async fn reconcile(
         problems,
         conflicts: clashes,
         missing,
+        bypasses,
     };
     let (status, stalled) = status::compute(route.status.as_ref(), &observed, &now);
     if route.status.as_ref() != Some(&status) {
         super::apply::apply_status(&ctx.api::<GatewayRoute>(&ns), &name, &status).await?;
+        let warning = |s: Option<&crate::api::GatewayRouteStatus>| {
+            s.and_then(|s| crate::api::conditions::find(&s.conditions, c::WARNING))
+                .map(|w| w.message.clone())
+        };
+        if let Some(msg) = warning(Some(&status))
+            && warning(route.status.as_ref()).as_ref() != Some(&msg)
+        {
+            ctx.events
+                .warning(&route.object_ref(&()), status::POLICY_BYPASS, msg)
+                .await;
+        }
         if let Some((reason, msg)) = &stalled
             && route
                 .status
@@ -165,17 +186,18 @@ mod tests {
         let old = route("old", 10, &["shop.local"], "/login");
         let new = route("new", 20, &["shop.local"], "/login");
         let all = vec![old.clone(), new.clone()];
+        let lost = |r: &GatewayRoute| lost_conflicts(&model(r), &models_with(&model(r), &all));
         assert_eq!(
-            lost_conflicts(&model(&new), &all),
+            lost(&new),
             [(
                 "shop/old".to_owned(),
                 "shop.local".to_owned(),
                 "/login".to_owned()
             )]
         );
-        assert!(lost_conflicts(&model(&old), &all).is_empty());
+        assert!(lost(&old).is_empty());
         // The reconciled object may be newer than the cache: its own model is used.
         let edited = route("new", 20, &["api.local"], "/login");
-        assert!(lost_conflicts(&model(&edited), &all).is_empty());
+        assert!(lost(&edited).is_empty());
     }
 }

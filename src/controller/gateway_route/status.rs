@@ -18,6 +18,9 @@ pub const INVALID: &str = "Invalid";
 pub const CONFLICT: &str = "Conflict";
 /// `ResolvedRefs=False`: a backend does not exist or lacks the port.
 pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+/// `Warning=True`: a protected Exact path is served without its JWT policy with a trailing
+/// slash (see [`crate::gateway::shadowing`]).
+pub const POLICY_BYPASS: &str = "PolicyBypass";
 
 /// What the reconcile found.
 #[derive(Clone, Debug, Default)]
@@ -30,6 +33,8 @@ pub struct Observed {
     pub conflicts: Vec<(String, String, String)>,
     /// Backends that do not resolve, described.
     pub missing: Vec<String>,
+    /// Policy bypasses found, described (the route is served; a person should look).
+    pub bypasses: Vec<String>,
 }
 
 /// The new status, and the stalled reason with its message when the route cannot be served
@@ -103,6 +108,21 @@ pub fn compute(
             );
             set(c::RECONCILING, false, c::reason::READY, String::new());
         }
+    }
+    if o.bypasses.is_empty() {
+        conds.retain(|c| c.type_ != c::WARNING);
+    } else {
+        set_condition(
+            &mut conds,
+            condition(
+                c::WARNING,
+                true,
+                POLICY_BYPASS,
+                o.bypasses.join("; "),
+                g,
+                now.clone(),
+            ),
+        );
     }
     (
         GatewayRouteStatus {
@@ -225,5 +245,22 @@ mod tests {
         let (first, _) = compute(None, &observed(), &now(1));
         let (again, _) = compute(Some(&first), &observed(), &now(99));
         assert_eq!(first, again, "no timestamp moves when no status changes");
+    }
+
+    #[test]
+    fn a_bypass_is_a_warning_that_leaves_the_route_ready() {
+        let o = Observed {
+            bypasses: vec!["rule a requires a JWT for /x, but /x/ is served by rule b".into()],
+            ..observed()
+        };
+        let (s, stalled) = compute(None, &o, &now(1));
+        assert!(stalled.is_none());
+        assert_eq!(of(&s, c::WARNING), ("True".into(), POLICY_BYPASS.into()));
+        assert_eq!(of(&s, c::READY).0, "True");
+        let (fixed, _) = compute(Some(&s), &observed(), &now(2));
+        assert!(
+            find(&fixed.conditions, c::WARNING).is_none(),
+            "gone once fixed"
+        );
     }
 }
