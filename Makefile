@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test soak bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
+.PHONY: help build run test fuzz soak bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -13,8 +13,12 @@ build: ## build the atrium binary (debug)
 run: build ## run Atrium: on $$KUBECONFIG's cluster if reachable, else on a local control plane
 	tools/run.sh
 
-test: ## fmt, clippy, unit and integration tests against a local control plane (in a network namespace)
+test: ## fmt, clippy, unit and integration tests against a local control plane (in a network namespace), then a short fuzz smoke
 	tools/test.sh
+	tools/fuzz.sh --smoke
+
+fuzz: ## cargo-fuzz targets for FUZZ_SECONDS each (default 60; needs the nightly toolchain)
+	tools/fuzz.sh
 
 soak: ## the long fault variants: endpoint churn under load for ATRIUM_SOAK_SECONDS (default 120)
 	tools/test.sh --test churn -- --ignored --nocapture
