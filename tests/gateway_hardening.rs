@@ -243,3 +243,163 @@ fn headers_and_framing_findings() {
         "{body}"
     );
 }
+
+/// Whether the gateway has closed `s` (a read sees the end or an error, not "nothing yet").
+fn closed(s: &mut TcpStream) -> bool {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+    let mut b = [0u8; 512];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// The value of a counter series on the gateway's `/metrics`.
+fn counter(admin: u16, series: &str) -> f64 {
+    http_get(admin, "/metrics")
+        .ok()
+        .and_then(|(_, body)| {
+            body.lines()
+                .find(|l| l.starts_with(series))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// 50 requests from a well-behaved client: (p50, p99).
+fn latencies(http: &Http) -> (Duration, Duration) {
+    let mut all: Vec<Duration> = (0..50)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            assert_eq!(http.get("/open", &[]).status, 200);
+            t.elapsed()
+        })
+        .collect();
+    all.sort();
+    (percentile(&all, 0.5), percentile(&all, 0.99))
+}
+
+/// Slowloris: 200 connections sending one header byte a second are closed once the header
+/// deadline passes while a well-behaved client keeps being served; an idle kept-alive
+/// connection is closed after the idle timeout; connections beyond the limit are closed at once.
+#[test]
+fn slow_idle_and_excess_connections_are_closed() {
+    let dir = temp_dir("gw-slowloris");
+    let backend = EchoBackend::start("127.0.0.1", "app");
+    std::fs::write(
+        dir.join("routes.yaml"),
+        format!(
+            "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: app}}\nspec: {{ports: [{{name: http, port: {}}}], endpoints: [{{address: 127.0.0.1}}]}}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {{name: open}}\nspec: {{rules: [{{backends: [{{microservice: app}}]}}]}}\n",
+            backend.port
+        ),
+    )
+    .expect("write config");
+    let (_gw, port, admin) = start_gateway(
+        &[
+            "--config-dir",
+            dir.to_str().expect("utf-8"),
+            "--header-read-timeout",
+            "2s",
+            "--idle-timeout",
+            "3s",
+            "--max-connections",
+            "300",
+        ],
+        &[],
+    );
+    let http = Http::new(port);
+    let before = latencies(&http);
+
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(b"GET /open HTTP/1.1\r\nHost: shop.local\r\nX-Slow: ")
+                .expect("start a header");
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let during = latencies(&http);
+    wait_until(
+        "every slow connection closed",
+        Duration::from_secs(30),
+        || {
+            for s in &mut slow {
+                let _ = s.write_all(b"x"); // one more header byte
+            }
+            let open = slow.iter_mut().map(|s| !closed(s)).filter(|o| *o).count();
+            if open > 0 {
+                std::thread::sleep(Duration::from_secs(1)); // the client's own pace: a byte a second
+            }
+            (open == 0).then_some(())
+        },
+    );
+    let all_closed = started.elapsed();
+    assert!(
+        counter(
+            admin,
+            "atrium_gateway_connections_closed_total{reason=\"header_timeout\"}"
+        ) >= 200.0
+    );
+    eprintln!(
+        "slowloris: 200 connections at 1 byte/s all closed after {all_closed:?} (header deadline 2 s); \
+         a good client's p50/p99 {:?}/{:?} before, {:?}/{:?} during",
+        before.0, before.1, during.0, during.1
+    );
+
+    // Idle keep-alive: served once, then left alone; the gateway closes it.
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    idle.write_all(b"GET /open HTTP/1.1\r\nHost: shop.local\r\n\r\n")
+        .expect("request");
+    let mut first = [0u8; 16];
+    idle.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = idle.read(&mut first).expect("a response");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    wait_until(
+        "the idle connection closed",
+        Duration::from_secs(15),
+        || closed(&mut idle).then_some(()),
+    );
+    assert!(
+        counter(
+            admin,
+            "atrium_gateway_connections_closed_total{reason=\"idle_timeout\"}"
+        ) >= 1.0
+    );
+
+    // Beyond --max-connections, new connections are closed at once.
+    let mut many: Vec<TcpStream> = (0..320)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    wait_until(
+        "connections beyond the limit closed",
+        Duration::from_secs(10),
+        || {
+            let shut = many.iter_mut().map(closed).filter(|c| *c).count();
+            (shut >= 20).then_some(())
+        },
+    );
+    assert!(
+        counter(
+            admin,
+            "atrium_gateway_connections_closed_total{reason=\"limit\"}"
+        ) >= 20.0
+    );
+    drop(many);
+    assert_eq!(
+        http.get("/open", &[]).status,
+        200,
+        "served again afterwards"
+    );
+}

@@ -69,6 +69,26 @@ pub struct GatewayArgs {
     /// Verified tokens cached per JWT policy (0 turns the cache off).
     #[arg(long, default_value_t = 10_000, env = "ATRIUM_JWT_CACHE_SIZE")]
     pub jwt_cache_size: usize,
+    /// Time a client has to send a whole request header, from its first byte (a new
+    /// connection's first request: from the accept), e.g. `15s`; slower clients are
+    /// disconnected.
+    #[arg(long, default_value = "15s", value_parser = parse_timeout, env = "ATRIUM_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: std::time::Duration,
+    /// Time a kept-alive connection may wait for its next request, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_timeout, env = "ATRIUM_IDLE_TIMEOUT")]
+    pub idle_timeout: std::time::Duration,
+    /// Client connections the process keeps open at once; beyond it new ones are closed
+    /// straight away.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000), env = "ATRIUM_MAX_CONNECTIONS")]
+    pub max_connections: u32,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::api::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod compile;
 pub mod drain;
 pub mod files;
+pub mod guard;
 pub mod headers;
 pub mod matcher;
 pub mod metrics;
@@ -129,12 +130,21 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             .with_watches(watches),
     );
     admin.add_tcp(&args.admin_listen.to_string());
-    let mut front = pingora::proxy::http_proxy_service(
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
         proxy::Gateway::new(table, request_metrics, args.max_header_size as usize)
             .with_outliers(outliers)
             .with_requests(requests.clone())
             .with_access_log_rate(args.access_log_sample_rate),
+    );
+    let limits = guard::Limits {
+        header_read: args.header_read_timeout,
+        idle: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let mut front = Service::new(
+        "atrium gateway".to_owned(),
+        guard::GuardedApp::new(proxy, limits, guard::GuardMetrics::register(&tls_registry)?),
     );
     front.add_tcp(&args.listen.to_string());
     if let Some(addr) = &args.tls_listen {
