@@ -12,7 +12,8 @@
 //!   `--header-read-timeout`;
 //! - then reading the body is pingora's business again (its per-read timeout).
 //!
-//! A deadline that passes fails the read, and pingora closes the connection. An HTTP/2
+//! A deadline that passes fails the read, and pingora closes the connection. The request line
+//! is checked on the way too ([`RequestLine`]): a space or control byte in the target is 400. An HTTP/2
 //! connection (its preface, or ALPN `h2`) is left to pingora's HTTP/2 timeouts. Beyond
 //! `--max-connections` open connections a new one is closed at once. Every close is counted in
 //! `atrium_gateway_connections_closed_total{reason}`.
@@ -119,6 +120,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             deadline: Box::pin(tokio::time::sleep(self.limits.header_read)),
             limits: self.limits,
             line_start: false,
+            line: RequestLine::default(),
             metrics: self.metrics.clone(),
             _slot: slot,
         };
@@ -174,6 +176,41 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// A `101 Switching Protocols` answer: the connection is no longer HTTP/1.
 const SWITCHING: &[u8] = b"HTTP/1.1 101";
 
+/// Checks a request line as it streams by. A space or control byte inside the request target
+/// (a third space, a byte below 0x20 other than the line's `\r`, or DEL) makes pingora's parser
+/// percent-encode the target and forward it; instead every `/` after it on the line is
+/// spoiled, so the version no longer parses and pingora answers 400 (RFC 9112 §3.2).
+#[derive(Clone, Copy, Debug, Default)]
+struct RequestLine {
+    spaces: u8,
+    done: bool,
+    spoiled: bool,
+}
+
+impl RequestLine {
+    fn check(&mut self, b: &mut u8) {
+        if self.done {
+            return;
+        }
+        match *b {
+            b'\n' => {
+                self.done = true;
+                return;
+            }
+            b' ' => {
+                self.spaces = self.spaces.saturating_add(1);
+                self.spoiled |= self.spaces > 2;
+            }
+            b'\r' => {}
+            c if c < 0x20 || c == 0x7f => self.spoiled = true,
+            _ => {}
+        }
+        if self.spoiled && *b == b'/' {
+            *b = b'!';
+        }
+    }
+}
+
 /// A client stream whose request headers must arrive in time.
 struct Guarded {
     inner: Stream,
@@ -183,6 +220,8 @@ struct Guarded {
     /// Whether the bytes read so far end a line (a second line end in a row ends the header;
     /// `\r` is ignored, so `\r\n\r\n` and bare `\n\n` both count).
     line_start: bool,
+    /// The request line being read.
+    line: RequestLine,
     metrics: GuardMetrics,
     _slot: Slot,
 }
@@ -197,7 +236,7 @@ impl std::fmt::Debug for Guarded {
 
 impl Guarded {
     /// Follows the bytes just read through the phases.
-    fn observe(&mut self, bytes: &[u8]) {
+    fn observe(&mut self, bytes: &mut [u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -208,15 +247,20 @@ impl Guarded {
             }
             Phase::Idle => {
                 self.phase = Phase::Header;
+                self.line = RequestLine::default();
                 let at = Instant::now() + self.limits.header_read;
                 self.deadline.as_mut().reset(at);
             }
-            Phase::New => self.phase = Phase::Header,
+            Phase::New => {
+                self.phase = Phase::Header;
+                self.line = RequestLine::default();
+            }
             Phase::Header => {}
             Phase::Body | Phase::Off => return,
         }
-        for &b in bytes {
-            match b {
+        for b in bytes.iter_mut() {
+            self.line.check(b);
+            match *b {
                 b'\n' if self.line_start => {
                     self.phase = Phase::Body;
                     self.line_start = false;
@@ -258,8 +302,9 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let new = buf.filled()[before..].to_vec();
-                self.observe(&new);
+                let mut new = buf.filled()[before..].to_vec();
+                self.observe(&mut new);
+                buf.filled_mut()[before..].copy_from_slice(&new);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -391,5 +436,44 @@ impl GetSocketDigest for Guarded {
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spoil(line: &[u8]) -> Vec<u8> {
+        let mut check = RequestLine::default();
+        let mut out = line.to_vec();
+        for b in &mut out {
+            check.check(b);
+        }
+        out
+    }
+
+    #[test]
+    fn bad_request_targets_lose_their_version() {
+        // (request line, spoiled)
+        let cases: [(&[u8], bool); 7] = [
+            (b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n", false),
+            (b"GET /a b HTTP/1.1\r\n", true),
+            (b"GET /a\x01b HTTP/1.1\r\n", true),
+            (b"GET /a\tb HTTP/1.1\r\n", true),
+            (b"GET /a\x7f HTTP/1.1\r\n", true),
+            // Only the request line is looked at: header values are pingora's to judge.
+            (b"GET / HTTP/1.1\r\nX-A: a b c d\r\n", false),
+            (b"GET /%01 HTTP/1.1\r\n", false),
+        ];
+        for (line, spoiled) in cases {
+            let out = spoil(line);
+            let version_intact = out.windows(5).any(|w| w == b"HTTP/");
+            assert_eq!(
+                !version_intact,
+                spoiled,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 }

@@ -68,11 +68,8 @@ pub const GATEWAY_HEADERS: [&str; 4] = [
 const CONNECTION_OPTIONS: [&str; 3] = ["close", "keep-alive", "upgrade"];
 
 /// Why a request is refused before routing, if it is (RFC 9112 §3.2: an HTTP/1.1 request
-/// without `Host` is 400).
-///
-/// Spaces and control bytes in an HTTP/1 request target never reach this point raw: pingora's
-/// parser percent-encodes them before the gateway sees the request, so they are forwarded
-/// encoded and cannot be told apart from a client's own `%20`.
+/// without `Host` is 400). Spaces and control bytes in the target are refused earlier, while
+/// the request line is read ([`super::guard`]).
 pub fn refuse_framing(http11: bool, has_host: bool) -> Option<&'static str> {
     (http11 && !has_host).then_some("an HTTP/1.1 request must carry a Host header")
 }
