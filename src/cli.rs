@@ -41,6 +41,9 @@ pub enum Command {
     Version,
     /// Print the ClusterRole with exactly the permissions the controller (or the gateway) needs.
     Rbac(RbacArgs),
+    /// Print the service graph of Microservices, GatewayRoutes and ServiceConfigs read from
+    /// files, optionally with a boundary report (cycles, missing, orphans, fan-in, startup).
+    Graph(crate::graph::cli::GraphArgs),
     /// Mint a development JWT (e.g. with the sample Secret) and print it.
     Token(crate::token::TokenArgs),
     /// The samples' demo HTTP service (answers JSON about itself and the request).
@@ -112,6 +115,9 @@ pub enum CliError {
     /// The demo backend failed.
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    /// `atrium graph` failed or found what `--fail-on` names.
+    #[error("atrium graph: {0}")]
+    Graph(#[from] crate::graph::cli::GraphError),
     /// Forwarding failed.
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardError),
@@ -172,6 +178,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{yaml}");
             Ok(())
         }
+        Command::Graph(args) => Ok(crate::graph::cli::run(&args)?),
         Command::Token(args) => {
             println!("{}", crate::token::mint(&args)?);
             Ok(())

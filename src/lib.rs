@@ -13,6 +13,7 @@ pub mod controller;
 pub mod demo;
 pub mod forward;
 pub mod gateway;
+pub mod graph;
 pub mod podrunner;
 pub mod rbac;
 pub mod registry;

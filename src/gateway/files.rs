@@ -38,7 +38,8 @@ pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+/// The `*.yaml` and `*.yml` files of `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return vec![];
     };
