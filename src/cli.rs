@@ -42,7 +42,8 @@ pub enum Command {
     /// Print the ClusterRole with exactly the permissions the controller (or the gateway) needs.
     Rbac(RbacArgs),
     /// Print the service graph of Microservices, GatewayRoutes and ServiceConfigs read from
-    /// files, optionally with a boundary report (cycles, missing, orphans, fan-in, startup).
+    /// files or the cluster, optionally with a boundary report (cycles, missing, orphans,
+    /// fan-in, startup order).
     Graph(crate::graph::cli::GraphArgs),
     /// Mint a development JWT (e.g. with the sample Secret) and print it.
     Token(crate::token::TokenArgs),
@@ -178,7 +179,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             print!("{yaml}");
             Ok(())
         }
-        Command::Graph(args) => Ok(crate::graph::cli::run(&args)?),
+        Command::Graph(args) => Ok(runtime()?.block_on(crate::graph::cli::run(&args))?),
         Command::Token(args) => {
             println!("{}", crate::token::mint(&args)?);
             Ok(())

@@ -11,6 +11,7 @@ fn graph(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(atrium_bin())
         .arg("graph")
         .args(args)
+        .env("KUBECONFIG", kubeconfig())
         .output()
         .expect("atrium graph runs");
     (
@@ -90,4 +91,49 @@ fn graph_reports_boundaries_and_fails_on_request() {
         err.contains("broken.yaml") && err.contains("not valid YAML"),
         "{err}"
     );
+}
+
+/// Read from the cluster: one namespace (`-n`), with each Microservice's readiness (as its
+/// `Ready` condition says) in the text tree.
+#[test]
+fn graph_reads_the_cluster() {
+    assert_hermetic_network();
+    let ns = namespace("graph-cluster");
+    let (_controller, _) = start_controller(&ns);
+    apply_yaml(
+        &ns,
+        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: api}\nspec: {image: nginx:1.27, ports: [{name: http, port: 80}], dependsOn: [db]}\n---\napiVersion: atrium.dev/v1alpha1\nkind: GatewayRoute\nmetadata: {name: front}\nspec: {rules: [{backends: [{microservice: api}]}]}\n",
+    );
+    wait_until("api Ready", WAIT, || {
+        let s = kubectl_ok(
+            &[
+                "get",
+                "microservice",
+                "api",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+            None,
+        );
+        (s.trim() == "True").then_some(())
+    });
+    let (code, out, err) = graph(&["-n", &ns, "--report"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("Microservice {ns}/api (Ready)")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("GatewayRoute {ns}/front\n  route {ns}/api")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("missing: {ns}/api -> {ns}/db (dependsOn)")),
+        "{out}"
+    );
+    let (code, out, _) = graph(&["-n", "graph-nothing-here", "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"nodes\": []"), "{out}");
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kube::ResourceExt;
 
 use super::render::{Format, render};
 use super::{Finding, Graph};
@@ -12,9 +13,16 @@ use crate::api::{GatewayRoute, Microservice, ServiceConfig};
 #[derive(Clone, Debug, Args)]
 pub struct GraphArgs {
     /// A YAML file or a directory of them (`*.yaml`, `*.yml`) holding Microservices,
-    /// GatewayRoutes and ServiceConfigs; repeat for several. Other kinds are skipped.
-    #[arg(short = 'f', long = "filename", required = true)]
+    /// GatewayRoutes and ServiceConfigs; repeat for several. Other kinds are skipped. Without
+    /// it the objects are read from the cluster (the current kubeconfig context).
+    #[arg(short = 'f', long = "filename")]
     pub files: Vec<PathBuf>,
+    /// Namespace to read from the cluster (default: the kubeconfig context's).
+    #[arg(short, long, conflicts_with_all = ["files", "all_namespaces"])]
+    pub namespace: Option<String>,
+    /// Read every namespace from the cluster.
+    #[arg(short = 'A', long, conflicts_with = "files")]
+    pub all_namespaces: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -45,6 +53,17 @@ pub enum GraphError {
         /// Why.
         reason: String,
     },
+    /// The cluster could not be read.
+    #[error("reading {what} from the cluster: {source}")]
+    Kube {
+        /// What was being read.
+        what: &'static str,
+        /// The error.
+        source: kube::Error,
+    },
+    /// No kubeconfig or in-cluster configuration.
+    #[error("no cluster to read from (give -f FILE, or a kubeconfig): {0}")]
+    Config(kube::config::InferConfigError),
     /// `--fail-on` findings exist (the graph was printed).
     #[error("the graph has {0}")]
     Findings(String),
@@ -93,13 +112,75 @@ fn read(path: &Path, into: &mut Objects) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// Runs `atrium graph`: prints the graph, then fails if `--fail-on` findings exist.
-pub fn run(args: &GraphArgs) -> Result<(), GraphError> {
-    let mut objects = Objects::default();
-    for path in &args.files {
-        read(path, &mut objects)?;
+/// Lists the three kinds from the cluster: one namespace, or all.
+async fn from_cluster(args: &GraphArgs) -> Result<Objects, GraphError> {
+    use kube::api::{Api, ListParams};
+    let config = kube::Config::infer().await.map_err(GraphError::Config)?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|source| GraphError::Kube {
+        what: "the kubeconfig",
+        source,
+    })?;
+    async fn list<K>(
+        client: &kube::Client,
+        namespace: Option<&str>,
+        what: &'static str,
+    ) -> Result<Vec<K>, GraphError>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        api.list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|source| GraphError::Kube { what, source })
     }
-    let graph = Graph::build(&objects.microservices, &objects.routes, &objects.configs);
+    let ns = (!args.all_namespaces).then_some(namespace.as_str());
+    Ok(Objects {
+        microservices: list(&client, ns, "Microservices").await?,
+        routes: list(&client, ns, "GatewayRoutes").await?,
+        configs: list(&client, ns, "ServiceConfigs").await?,
+    })
+}
+
+/// Runs `atrium graph`: prints the graph, then fails if `--fail-on` findings exist.
+pub async fn run(args: &GraphArgs) -> Result<(), GraphError> {
+    let objects = if args.files.is_empty() {
+        from_cluster(args).await?
+    } else {
+        let mut objects = Objects::default();
+        for path in &args.files {
+            read(path, &mut objects)?;
+        }
+        objects
+    };
+    let mut graph = Graph::build(&objects.microservices, &objects.routes, &objects.configs);
+    if args.files.is_empty() {
+        graph.ready = objects
+            .microservices
+            .iter()
+            .map(|m| {
+                let ready = m.status.as_ref().is_some_and(|s| {
+                    crate::api::conditions::find(&s.conditions, crate::api::conditions::READY)
+                        .is_some_and(|c| c.status == crate::api::conditions::TRUE)
+                });
+                (
+                    format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()),
+                    ready,
+                )
+            })
+            .collect();
+    }
     let report = graph.report();
     let shown = (args.report || !args.fail_on.is_empty()).then_some(&report);
     print!("{}", render(&graph, shown, args.output));

@@ -50,6 +50,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Every relation between them (targets may be missing objects).
     pub edges: Vec<Edge>,
+    /// Whether each Microservice (`namespace/name`) is Ready, when read from the cluster.
+    #[serde(skip)]
+    pub ready: BTreeMap<String, bool>,
 }
 
 /// A service many others depend on.
@@ -168,7 +171,11 @@ impl Graph {
         nodes.dedup();
         edges.sort();
         edges.dedup();
-        Self { nodes, edges }
+        Self {
+            nodes,
+            edges,
+            ready: BTreeMap::new(),
+        }
     }
 
     fn keys(&self, kind: &str) -> BTreeSet<String> {

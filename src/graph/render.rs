@@ -75,7 +75,12 @@ pub fn render(graph: &Graph, report: Option<&Report>, format: Format) -> String 
 fn text(graph: &Graph, report: Option<&Report>) -> String {
     let mut out = String::new();
     for n in &graph.nodes {
-        let _ = writeln!(out, "{} {}", n.kind, n.key());
+        let state = match graph.ready.get(&n.key()) {
+            Some(true) => " (Ready)",
+            Some(false) => " (not ready)",
+            None => "",
+        };
+        let _ = writeln!(out, "{} {}{state}", n.kind, n.key());
         for e in graph.edges.iter().filter(|e| e.from == n.key()) {
             let _ = writeln!(out, "  {} {}", e.kind, e.to);
         }
