@@ -78,6 +78,19 @@ fn get(port: u16, path: &str, headers: &[String]) -> (u16, Value) {
     send(port, head.as_bytes())
 }
 
+/// A kept-alive connection that has been served one `GET /open` (200).
+fn kept_alive(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /open HTTP/1.1\r\nHost: shop.local\r\n\r\n")
+        .expect("first request");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut resp = [0u8; 4096];
+    let n = s.read(&mut resp).expect("first response");
+    assert!(resp[..n].starts_with(b"HTTP/1.1 200"));
+    s
+}
+
 #[test]
 fn headers_and_framing_findings() {
     let dir = temp_dir("gw-hardening");
@@ -223,14 +236,8 @@ fn headers_and_framing_findings() {
         before,
         "a malformed request reached the backend"
     );
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(b"GET /open HTTP/1.1\r\nHost: shop.local\r\n\r\n")
-        .expect("first request");
+    let mut s = kept_alive(port);
     let mut resp = [0u8; 4096];
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let n = s.read(&mut resp).expect("first response");
-    assert!(resp[..n].starts_with(b"HTTP/1.1 200"));
     s.write_all(b"GET /open/a\x01b HTTP/1.1\r\nHost: shop.local\r\n\r\n")
         .expect("second request");
     let n = s.read(&mut resp).expect("second response");
@@ -385,14 +392,7 @@ fn slow_idle_and_excess_connections_are_closed() {
     );
 
     // Idle keep-alive: served once, then left alone; the gateway closes it.
-    let mut idle = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    idle.write_all(b"GET /open HTTP/1.1\r\nHost: shop.local\r\n\r\n")
-        .expect("request");
-    let mut first = [0u8; 16];
-    idle.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let n = idle.read(&mut first).expect("a response");
-    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    let mut idle = kept_alive(port);
     wait_until(
         "the idle connection closed",
         Duration::from_secs(15),

@@ -302,9 +302,7 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let mut new = buf.filled()[before..].to_vec();
-                self.observe(&mut new);
-                buf.filled_mut()[before..].copy_from_slice(&new);
+                self.observe(&mut buf.filled_mut()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -316,7 +316,7 @@ impl ProxyHttp for Gateway {
             }
         };
         // Matching ignores `;` path parameters (backends that use them read `/a;x` as `/a`).
-        let matching = path::without_parameters(&normalized).into_owned();
+        let matching = path::without_parameters(&normalized);
         // Matching holds borrows of the request that may not live across an await.
         let found: Option<Found> = {
             let table = self.table.load();
@@ -369,7 +369,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         ctx.path = if found.rule.forward_path_parameters && found.rule.rewrite.is_none() {
-            normalized
+            normalized.clone()
         } else {
             found.rule.rewrite_path(&matching, &found)
         };
