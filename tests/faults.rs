@@ -200,10 +200,14 @@ fn controller_and_gateway_recover_from_api_server_and_etcd_restarts() {
     let down = Instant::now();
     // Failing watches may make it not ready first; the API server check names the cause
     // within its next interval.
-    wait_until("the controller to report not ready for the API server", WAIT, || {
-        let (status, body) = http_get(cport, "/readyz").ok()?;
-        (status == 503 && body.contains("API server")).then_some(body)
-    });
+    wait_until(
+        "the controller to report not ready for the API server",
+        WAIT,
+        || {
+            let (status, body) = http_get(cport, "/readyz").ok()?;
+            (status == 503 && body.contains("API server")).then_some(body)
+        },
+    );
     assert_eq!(leader_status(cport).as_deref(), Some("1"), "it leads");
     let detail = wait_until("the gateway to say its table is stale", WAIT, || {
         let (status, body) = http_get(admin, "/readyz").ok()?;
