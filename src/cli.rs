@@ -45,6 +45,12 @@ pub enum Command {
     /// files or the cluster, optionally with a boundary report (cycles, missing, orphans,
     /// fan-in, startup order).
     Graph(crate::graph::cli::GraphArgs),
+    /// Convert other formats into Atrium objects (`atrium import compose -f docker-compose.yml`).
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        what: crate::compose::ImportCommand,
+    },
     /// Mint a development JWT (e.g. with the sample Secret) and print it.
     Token(crate::token::TokenArgs),
     /// The samples' demo HTTP service (answers JSON about itself and the request).
@@ -119,6 +125,9 @@ pub enum CliError {
     /// `atrium graph` failed or found what `--fail-on` names.
     #[error("atrium graph: {0}")]
     Graph(#[from] crate::graph::cli::GraphError),
+    /// `atrium import` failed.
+    #[error(transparent)]
+    Import(#[from] crate::compose::ComposeError),
     /// Forwarding failed.
     #[error(transparent)]
     Forward(#[from] crate::forward::ForwardError),
@@ -180,6 +189,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Graph(args) => Ok(runtime()?.block_on(crate::graph::cli::run(&args))?),
+        Command::Import {
+            what: crate::compose::ImportCommand::Compose(args),
+        } => Ok(crate::compose::run(&args)?),
         Command::Token(args) => {
             println!("{}", crate::token::mint(&args)?);
             Ok(())

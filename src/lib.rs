@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod backoff;
 pub mod cli;
+pub mod compose;
 pub mod controller;
 pub mod demo;
 pub mod forward;
