@@ -10,6 +10,7 @@
 //! from the environment are never printed. Invalid input is an error with its location and
 //! nothing on stdout.
 
+pub mod env;
 pub mod health;
 pub mod interpolate;
 pub mod ports;

@@ -1,7 +1,7 @@
 //! Compose CPU and memory amounts (`deploy.resources`, `cpus`, `mem_limit`) → Kubernetes
 //! quantities.
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 /// `0.5`, `"0.50"`, `2` → `500m`, `500m`, `2`.
 pub fn cpu(value: &Value) -> Option<String> {
@@ -57,6 +57,101 @@ pub fn memory(value: &Value) -> Option<String> {
         }
     }
     Some(bytes.to_string())
+}
+
+/// `deploy.replicas`, `deploy.resources` and the service-level `cpus`, `mem_limit`,
+/// `mem_reservation` into `spec`; fields it does not carry over go to `not_converted`.
+pub fn deploy(
+    compose: &str,
+    service: &Map<String, Value>,
+    spec: &mut Map<String, Value>,
+    not_converted: &mut Vec<String>,
+) -> Result<(), String> {
+    let at = |field: &str, e: String| format!("services.{compose}.{field}: {e}");
+    let mut limits = Map::new();
+    let mut requests = Map::new();
+    let quantity =
+        |into: &mut Map<String, Value>, key: &str, field: &str, value: &Value, is_cpu: bool| {
+            let q = if is_cpu { cpu(value) } else { memory(value) };
+            match q {
+                Some(q) => {
+                    into.insert(key.into(), json!(q));
+                    None
+                }
+                None => Some(format!("{field} ({value} is not an amount)")),
+            }
+        };
+    for (field, into, key, cpu) in [
+        ("cpus", true, "cpu", true),
+        ("mem_limit", true, "memory", false),
+        ("mem_reservation", false, "memory", false),
+    ] {
+        if let Some(v) = service.get(field) {
+            let map = if into { &mut limits } else { &mut requests };
+            not_converted.extend(quantity(map, key, field, v, cpu));
+        }
+    }
+    if let Some(deploy) = service.get("deploy") {
+        let deploy = deploy
+            .as_object()
+            .ok_or_else(|| at("deploy", "not a map".into()))?;
+        for (key, value) in deploy {
+            match key.as_str() {
+                "replicas" => match value.as_i64().filter(|n| (0..=10_000).contains(n)) {
+                    Some(n) => {
+                        spec.insert("replicas".into(), json!(n));
+                    }
+                    None => {
+                        return Err(at(
+                            "deploy.replicas",
+                            format!("{value} is not a count from 0 to 10000"),
+                        ));
+                    }
+                },
+                "mode" if value.as_str() == Some("replicated") => {}
+                "resources" => {
+                    let res = value
+                        .as_object()
+                        .ok_or_else(|| at("deploy.resources", "not a map".into()))?;
+                    for (kind, amounts) in res {
+                        let into = match kind.as_str() {
+                            "limits" => &mut limits,
+                            "reservations" => &mut requests,
+                            other => {
+                                not_converted.push(format!("deploy.resources.{other}"));
+                                continue;
+                            }
+                        };
+                        for (what, v) in amounts.as_object().into_iter().flatten() {
+                            let field = format!("deploy.resources.{kind}.{what}");
+                            match what.as_str() {
+                                "cpus" => {
+                                    not_converted.extend(quantity(into, "cpu", &field, v, true))
+                                }
+                                "memory" => {
+                                    not_converted.extend(quantity(into, "memory", &field, v, false))
+                                }
+                                _ => not_converted.push(field),
+                            }
+                        }
+                    }
+                }
+                other => not_converted.push(format!("deploy.{other}")),
+            }
+        }
+    }
+    if !limits.is_empty() || !requests.is_empty() {
+        let mut r = Map::new();
+        if !limits.is_empty() {
+            r.insert("limits".into(), Value::Object(limits));
+        }
+        if !requests.is_empty() {
+            r.insert("requests".into(), Value::Object(requests));
+        }
+        spec.insert("resources".into(), Value::Object(r));
+    }
+
+    Ok(())
 }
 
 #[cfg(test)]

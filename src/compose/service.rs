@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use super::health::{self, NotHttp};
-use super::interpolate::{Unset, Variables, interpolate, parse_env_file};
+use super::interpolate::Variables;
 use super::ports::{self, Port};
 use super::resources;
 
@@ -130,7 +130,7 @@ fn named_volume(entry: &Value) -> Option<String> {
     }
 }
 
-fn list(value: Option<&Value>) -> Vec<Value> {
+pub(super) fn list(value: Option<&Value>) -> Vec<Value> {
     match value {
         Some(Value::Array(items)) => items.clone(),
         Some(Value::Null) | None => Vec::new(),
@@ -139,7 +139,7 @@ fn list(value: Option<&Value>) -> Vec<Value> {
 }
 
 /// A scalar as Compose reads it into a string (numbers and booleans as written).
-fn scalar(value: &Value) -> Option<String> {
+pub(super) fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -159,42 +159,6 @@ fn words(value: &Value, field: &str) -> Result<Vec<String>, String> {
         Value::Null => Ok(Vec::new()),
         other => Err(format!("{field}: {other} is neither a string nor a list")),
     }
-}
-
-/// Environment keys whose values are secrets: they go to a Secret, never a ServiceConfig.
-const SECRET_WORDS: &[&str] = &[
-    "PASSWORD",
-    "PASSWD",
-    "TOKEN",
-    "SECRET",
-    "KEY",
-    "CREDENTIAL",
-    "PRIVATE",
-];
-
-/// Whether an environment variable holds a secret: its name says so, or its value is a URL
-/// with a password in it (`postgres://user:pass@db/app`).
-pub fn looks_secret(key: &str, value: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
-        return true;
-    }
-    value.split("://").skip(1).any(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        authority
-            .rsplit_once('@')
-            .and_then(|(userinfo, _)| userinfo.split_once(':'))
-            .is_some_and(|(_, password)| !password.is_empty())
-    })
-}
-
-/// A key a ConfigMap or Secret accepts.
-fn valid_data_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A label or annotation key Kubernetes accepts: `[prefix/]name`, name at most 63 characters
@@ -292,109 +256,8 @@ pub fn convert(
         }
     }
 
-    // Environment: env_file first, environment wins.
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for entry in list(service.get("env_file")) {
-        let (path, required) = match &entry {
-            Value::String(p) => (p.clone(), true),
-            Value::Object(m) => (
-                m.get("path")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                m.get("required").and_then(Value::as_bool).unwrap_or(true),
-            ),
-            other => return Err(at("env_file", format!("{other} is not a path"))),
-        };
-        let file = dir.join(&path);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(_) if !required => {
-                warn(format!(
-                    "env_file {path} does not exist (required: false), skipped"
-                ));
-                continue;
-            }
-            Err(e) => return Err(at("env_file", format!("{}: {e}", file.display()))),
-        };
-        let pairs = parse_env_file(&text, &plan.variables.process)
-            .map_err(|e| at("env_file", format!("{path}: {e}")))?;
-        let mut unset = Unset::default();
-        for (k, v) in pairs {
-            let v = interpolate(&v, &plan.variables, &mut unset)
-                .map_err(|e| at("env_file", format!("{path}: {e}")))?;
-            env.insert(k, v);
-        }
-        if !unset.names.is_empty() {
-            warn(format!(
-                "env_file {path} uses unset variables (empty strings used): {}",
-                unset.names.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-    match service.get("environment") {
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                match v {
-                    Value::Null => match plan.variables.process.get(k) {
-                        Some(v) => {
-                            env.insert(k.clone(), v.clone());
-                        }
-                        None => warn(format!(
-                            "environment {k} takes its value from the shell, where it is not set: left out"
-                        )),
-                    },
-                    v => {
-                        let v = scalar(v).ok_or_else(|| {
-                            at(
-                                "environment",
-                                format!("{k}: not a string, number or boolean"),
-                            )
-                        })?;
-                        env.insert(k.clone(), v);
-                    }
-                }
-            }
-        }
-        Some(Value::Array(items)) => {
-            for item in items {
-                let item = scalar(item)
-                    .ok_or_else(|| at("environment", format!("{item} is not KEY=VALUE")))?;
-                match item.split_once('=') {
-                    Some((k, v)) => {
-                        env.insert(k.to_owned(), v.to_owned());
-                    }
-                    None => match plan.variables.process.get(&item) {
-                        Some(v) => {
-                            env.insert(item.clone(), v.clone());
-                        }
-                        None => warn(format!(
-                            "environment {item} takes its value from the shell, where it is not set: left out"
-                        )),
-                    },
-                }
-            }
-        }
-        Some(Value::Null) | None => {}
-        Some(other) => {
-            return Err(at(
-                "environment",
-                format!("{other} is neither a map nor a list"),
-            ));
-        }
-    }
-    let (mut plain, mut secret) = (Map::new(), Map::new());
-    for (k, v) in env {
-        if !valid_data_key(&k) {
-            warn(format!(
-                "environment variable {k:?} cannot be a ConfigMap or Secret key: left out"
-            ));
-        } else if looks_secret(&k, &v) {
-            secret.insert(k, json!(v));
-        } else {
-            plain.insert(k, json!(v));
-        }
-    }
+    // Environment: env_file first, environment wins; secrets apart.
+    let (plain, secret) = super::env::environment(compose, service, dir, plan, &mut warn)?;
     if !plain.is_empty() {
         let config = format!("{name}-env");
         out.objects.push(json!({
@@ -589,92 +452,7 @@ pub fn convert(
     }
 
     // Replicas and resources.
-    let mut limits = Map::new();
-    let mut requests = Map::new();
-    let quantity =
-        |into: &mut Map<String, Value>, key: &str, field: &str, value: &Value, cpu: bool| {
-            let q = if cpu {
-                resources::cpu(value)
-            } else {
-                resources::memory(value)
-            };
-            match q {
-                Some(q) => {
-                    into.insert(key.into(), json!(q));
-                    None
-                }
-                None => Some(format!("{field} ({value} is not an amount)")),
-            }
-        };
-    for (field, into, key, cpu) in [
-        ("cpus", true, "cpu", true),
-        ("mem_limit", true, "memory", false),
-        ("mem_reservation", false, "memory", false),
-    ] {
-        if let Some(v) = service.get(field) {
-            let map = if into { &mut limits } else { &mut requests };
-            not_converted.extend(quantity(map, key, field, v, cpu));
-        }
-    }
-    if let Some(deploy) = service.get("deploy") {
-        let deploy = deploy
-            .as_object()
-            .ok_or_else(|| at("deploy", "not a map".into()))?;
-        for (key, value) in deploy {
-            match key.as_str() {
-                "replicas" => match value.as_i64().filter(|n| (0..=10_000).contains(n)) {
-                    Some(n) => {
-                        spec.insert("replicas".into(), json!(n));
-                    }
-                    None => {
-                        return Err(at(
-                            "deploy.replicas",
-                            format!("{value} is not a count from 0 to 10000"),
-                        ));
-                    }
-                },
-                "mode" if value.as_str() == Some("replicated") => {}
-                "resources" => {
-                    let res = value
-                        .as_object()
-                        .ok_or_else(|| at("deploy.resources", "not a map".into()))?;
-                    for (kind, amounts) in res {
-                        let into = match kind.as_str() {
-                            "limits" => &mut limits,
-                            "reservations" => &mut requests,
-                            other => {
-                                not_converted.push(format!("deploy.resources.{other}"));
-                                continue;
-                            }
-                        };
-                        for (what, v) in amounts.as_object().into_iter().flatten() {
-                            let field = format!("deploy.resources.{kind}.{what}");
-                            match what.as_str() {
-                                "cpus" => {
-                                    not_converted.extend(quantity(into, "cpu", &field, v, true))
-                                }
-                                "memory" => {
-                                    not_converted.extend(quantity(into, "memory", &field, v, false))
-                                }
-                                _ => not_converted.push(field),
-                            }
-                        }
-                    }
-                }
-                other => not_converted.push(format!("deploy.{other}")),
-            }
-        }
-    }
-    if !limits.is_empty() || !requests.is_empty() {
-        let mut r = Map::new();
-        if !limits.is_empty() {
-            r.insert("limits".into(), Value::Object(limits));
-        }
-        if !requests.is_empty() {
-            r.insert("requests".into(), Value::Object(requests));
-        }
-        spec.insert("resources".into(), Value::Object(r));
-    }
+    resources::deploy(compose, service, &mut spec, &mut not_converted)?;
 
     // Labels → pod annotations (their values may be any text, which label values may not).
     let labels: Vec<(String, String)> = match service.get("labels") {
@@ -757,27 +535,6 @@ pub fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_by_name_or_by_url() {
-        for (k, v) in [
-            ("POSTGRES_PASSWORD", "x"),
-            ("api_token", "x"),
-            ("JWT_SECRET", "x"),
-            ("AIRFLOW__CORE__FERNET_KEY", ""),
-            ("DB_URL", "postgresql://u:p@db/app"),
-        ] {
-            assert!(looks_secret(k, v), "{k}");
-        }
-        for (k, v) in [
-            ("DEBUG", "1"),
-            ("BROKER", "redis://:@redis:6379/0"),
-            ("URL", "http://user@host/x"),
-            ("AUTH_MANAGER", "fab"),
-        ] {
-            assert!(!looks_secret(k, v), "{k}");
-        }
-    }
 
     #[test]
     fn stateful_services() {
