@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test fuzz soak bench bench-controller bench-gateway lint unit crds manifests cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
+.PHONY: help build run test fuzz soak bench bench-controller bench-gateway lint unit crds manifests docs-graph cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ bench-controller: ## controller benchmarks against a local control plane
 
 bench-gateway: ## gateway vs nginx vs direct: req/s and CPU per request (needs wrk, nginx)
 	tools/bench-gateway.sh
+
+docs-graph: build ## redraw docs/shop-graph.svg (the README's picture of the sample shop)
+	./target/debug/atrium graph -f manifests/samples -o svg > docs/shop-graph.svg
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check

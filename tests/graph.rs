@@ -137,3 +137,110 @@ fn graph_reads_the_cluster() {
     assert_eq!(code, 0);
     assert!(out.contains("\"nodes\": []"), "{out}");
 }
+
+/// Every picture format parses: SVG as XML with a label per object and per edge kind, DOT by
+/// Graphviz when it is installed (else its statements one by one), Mermaid by the basics of
+/// its flowchart grammar. The picture in the README (`docs/shop-graph.svg`, made by
+/// `make docs-graph`) shows every object of the sample shop.
+#[test]
+fn every_picture_format_parses() {
+    let samples = repo().join("manifests/samples");
+    let samples = samples.to_str().expect("utf-8");
+    let (code, json, err) = graph(&["-f", samples, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let g: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let keys: Vec<String> = g["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            format!(
+                "{}/{}",
+                n["namespace"].as_str().unwrap_or_default(),
+                n["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let kinds: std::collections::BTreeSet<&str> = g["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(keys.len() >= 4 && kinds.len() == 3, "{json}");
+
+    let texts = |svg: &str| -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).expect("SVG is XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        doc.descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text().map(str::to_owned))
+            .collect()
+    };
+    let (code, svg, err) = graph(&["-f", samples, "-o", "svg"]);
+    assert_eq!(code, 0, "{err}");
+    for picture in [
+        svg,
+        std::fs::read_to_string(repo().join("docs/shop-graph.svg")).expect("docs/shop-graph.svg"),
+    ] {
+        let texts = texts(&picture);
+        for key in keys.iter().map(String::as_str).chain(kinds.iter().copied()) {
+            assert!(
+                texts.iter().any(|t| t.trim() == key),
+                "{key} not drawn: {texts:?}"
+            );
+        }
+    }
+
+    let (code, dot, _) = graph(&["-f", samples, "-o", "dot"]);
+    assert_eq!(code, 0);
+    let graphviz = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    if let Ok(mut child) = graphviz {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(dot.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("dot runs");
+        assert!(
+            out.status.success(),
+            "Graphviz refused the DOT: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        let body: Vec<&str> = dot.lines().collect();
+        assert_eq!(body.first(), Some(&"digraph atrium {"));
+        assert_eq!(body.last(), Some(&"}"));
+        let statement = regex::Regex::new(r#"^  (rankdir=LR|"[^"]+" \[shape=\w+, label="[^"]*"\]|"[^"]+" -> "[^"]+"( \[style=dashed\])?);$"#).expect("regex");
+        for line in &body[1..body.len() - 1] {
+            assert!(statement.is_match(line), "not a DOT statement: {line}");
+        }
+    }
+
+    let (code, mermaid, _) = graph(&["-f", samples, "-o", "mermaid"]);
+    assert_eq!(code, 0);
+    let mut lines = mermaid.lines();
+    assert_eq!(lines.next(), Some("flowchart LR"));
+    let node = regex::Regex::new(r#"^  (\w+)\["[^"]*"\]$"#).expect("regex");
+    let edge = regex::Regex::new(r"^  (\w+) (-->|-\.->)\|\w+\| (\w+)$").expect("regex");
+    let mut declared = std::collections::BTreeSet::new();
+    for line in lines {
+        if let Some(c) = node.captures(line) {
+            declared.insert(c[1].to_owned());
+        } else if let Some(c) = edge.captures(line) {
+            assert!(
+                declared.contains(&c[1]) && declared.contains(&c[3]),
+                "edge before its nodes: {line}"
+            );
+        } else {
+            panic!("not a Mermaid flowchart statement: {line}");
+        }
+    }
+    assert_eq!(declared.len(), keys.len());
+}

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod render;
+pub mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,4 +1,4 @@
-//! The graph as text (a tree per entry point), Graphviz `dot`, Mermaid, or JSON.
+//! The graph as text (a tree per entry point), Graphviz `dot`, Mermaid, JSON or SVG.
 
 use std::fmt::Write as _;
 
@@ -15,6 +15,8 @@ pub enum Format {
     Mermaid,
     /// `{"nodes": [...], "edges": [...], "report": {...}}`.
     Json,
+    /// An SVG picture (laid out by the `layout-rs` crate; no Graphviz needed).
+    Svg,
 }
 
 /// Renders `graph` (with `report` when asked for).
@@ -69,6 +71,7 @@ pub fn render(graph: &Graph, report: Option<&Report>, format: Format) -> String 
             out
         }
         Format::Text => text(graph, report),
+        Format::Svg => super::svg::render(graph),
     }
 }
 
