@@ -45,6 +45,9 @@ pub enum Command {
     /// files or the cluster, optionally with a boundary report (cycles, missing, orphans,
     /// fan-in, startup order).
     Graph(crate::graph::cli::GraphArgs),
+    /// One screen for a namespace: Microservices, routes, ServiceConfigs and recent warning
+    /// Events (`--watch` to follow, `-o json` for scripts).
+    Status(crate::status::StatusArgs),
     /// Convert other formats into Atrium objects (`atrium import compose -f docker-compose.yml`).
     Import {
         /// What to import.
@@ -125,6 +128,9 @@ pub enum CliError {
     /// `atrium graph` failed or found what `--fail-on` names.
     #[error("atrium graph: {0}")]
     Graph(#[from] crate::graph::cli::GraphError),
+    /// `atrium status` failed.
+    #[error("atrium status: {0}")]
+    Status(#[from] crate::status::StatusError),
     /// `atrium import` failed.
     #[error(transparent)]
     Import(#[from] crate::compose::ComposeError),
@@ -189,6 +195,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Graph(args) => Ok(runtime()?.block_on(crate::graph::cli::run(&args))?),
+        Command::Status(args) => Ok(runtime()?.block_on(crate::status::run(&args))?),
         Command::Import {
             what: crate::compose::ImportCommand::Compose(args),
         } => Ok(crate::compose::run(&args)?),

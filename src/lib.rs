@@ -20,6 +20,7 @@ pub mod rbac;
 pub mod registry;
 pub mod route;
 pub mod scope;
+pub mod status;
 pub mod telemetry;
 pub mod token;
 pub mod version;
