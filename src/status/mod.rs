@@ -327,7 +327,9 @@ pub async fn snapshot(
     configs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(Snapshot {
         namespace: namespace.map(str::to_owned),
-        time: now.to_string(),
+        time: k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+            .unwrap_or(now)
+            .to_string(),
         microservices,
         routes,
         configs,

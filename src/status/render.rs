@@ -109,6 +109,19 @@ fn table(out: &mut String, title: &str, headers: &[&str], rows: Vec<Vec<Cell>>, 
     out.push('\n');
 }
 
+/// The longest message shown in the table (`-o json` has it whole).
+const MESSAGE_WIDTH: usize = 100;
+
+fn shorten(message: &str) -> String {
+    let one_line = message.replace('\n', " ");
+    if one_line.chars().count() <= MESSAGE_WIDTH {
+        return one_line;
+    }
+    let mut short: String = one_line.chars().take(MESSAGE_WIDTH - 1).collect();
+    short.push('…');
+    short
+}
+
 fn age(seconds: i64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),
@@ -243,7 +256,7 @@ pub fn text(snap: &Snapshot, colour: bool) -> String {
                         text: e.reason.clone(),
                         colour: Some(YELLOW),
                     },
-                    format!("{}{count}", e.message.replace('\n', " ")).into(),
+                    format!("{}{count}", shorten(&e.message)).into(),
                 ],
             )
         })
