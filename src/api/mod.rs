@@ -8,6 +8,7 @@
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod gateway_api;
 pub mod gateway_route;
 pub mod microservice;
 pub mod policy;

@@ -12,6 +12,7 @@
 
 pub mod conflicts;
 pub mod gateway_route;
+pub mod http_route;
 
 use std::fmt;
 use std::time::Duration;

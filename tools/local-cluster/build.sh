@@ -4,7 +4,7 @@
 #   tools/local-cluster/build.sh         # prints the directory that holds the binaries
 #
 # Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm,
-# kstatus, prometheus, promtool and kwok-stages.yaml in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
+# kstatus, prometheus, promtool, kwok-stages.yaml and gateway-api-crds/ in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
 # are already there are not rebuilt. If KUBEBUILDER_ASSETS names a directory with the server
 # binaries, those are used instead of building them (kwok and helm are still built if missing).
 set -euo pipefail
@@ -93,5 +93,18 @@ if [[ ! -x "$pd/prometheus" || ! -x "$pd/promtool" ]]; then
 fi
 ln -sfn "$pd/prometheus" "$out/prometheus"
 ln -sfn "$pd/promtool" "$out/promtool"
+
+# The Gateway API's standard-channel CRDs, read from its Go module (never copied into the repo).
+gw="$cache/gateway-api-$GATEWAY_API_VERSION/crds"
+if [[ ! -s "$gw/gateway.networking.k8s.io_httproutes.yaml" ]]; then
+  log "fetching the Gateway API $GATEWAY_API_VERSION standard CRDs from its module"
+  mod="$(cd "$here/../gateway-api" && go mod download sigs.k8s.io/gateway-api && \
+    go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)"
+  mkdir -p "$gw.tmp"
+  cp "$mod"/config/crd/standard/*.yaml "$gw.tmp/"
+  chmod u+w "$gw.tmp"/*.yaml
+  rm -rf "$gw"; mv "$gw.tmp" "$gw"
+fi
+ln -sfn "$gw" "$out/gateway-api-crds"
 
 echo "$out"

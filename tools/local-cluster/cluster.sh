@@ -218,6 +218,12 @@ NODE
   done
   wait_for "KWOK nodes" 60 "${k[@]}" wait --for=condition=Ready node --all --timeout=1s
   wait_for "default ServiceAccount" 60 "${k[@]}" -n default get serviceaccount default
+  # The Gateway API's standard CRDs, installed first as Gateway API implementations expect
+  # (server-side: the HTTPRoute CRD is larger than client-side apply's annotation allows).
+  if [[ -d "$bin/gateway-api-crds" ]]; then
+    "${k[@]}" apply --server-side --field-manager=atrium-local-cluster -f "$bin/gateway-api-crds/" >/dev/null
+    wait_for "Gateway API CRDs" 60 "${k[@]}" wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io --timeout=1s
+  fi
   echo "$bin" > "$dir/bin-dir"
   log "control plane ready in $((SECONDS - began))s ($nodes KWOK nodes); export KUBECONFIG=$dir/kubeconfig"
 }

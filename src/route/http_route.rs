@@ -1,0 +1,406 @@
+//! `HTTPRoute` (Gateway API) → [`Route`]: the compile step of the standard route kind.
+//!
+//! One route compiles once per listener it attaches to, because its hostnames are the
+//! intersection of its own and the listener's ([`intersect_hostnames`]). Steps per rule:
+//! [`matches`], [`filters`], [`backends`] (which also names the backends that cannot be
+//! resolved: a kind other than Service, or another namespace without a ReferenceGrant) and the
+//! request timeout. A filter the model cannot express yet makes the route invalid (status
+//! `Accepted=False`, `UnsupportedValue`).
+
+use kube::ResourceExt;
+
+use super::{
+    BackendKind, BackendRef, Balance, Filters, HeaderChanges, Invalid, Match, PathKind, PathMatch,
+    Policies, Rewrite, Route, RouteRef, Rule, ValueKind, ValueMatch,
+};
+use crate::api::gateway_api::http_route as api;
+use crate::api::gateway_api::{HTTPRoute, ReferenceGrant, reference_allowed};
+
+/// The kind name in [`RouteRef::kind`].
+pub const KIND: &str = "HTTPRoute";
+
+/// A backend reference that cannot be used, with the reason the status gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unresolved {
+    /// `InvalidKind` or `RefNotPermitted`.
+    pub reason: &'static str,
+    /// What is wrong, for the condition's message.
+    pub message: String,
+}
+
+/// A compiled HTTPRoute for one listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compiled {
+    /// The model (backends that cannot be used are left out of it).
+    pub route: Route,
+    /// The backends left out, and why.
+    pub unresolved: Vec<Unresolved>,
+}
+
+/// Whether `name` falls under `pattern` (`*.example.com` covers one or more labels before
+/// `example.com`, not `example.com` itself). Compared case-insensitively.
+fn covers(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    match pattern.strip_prefix('*') {
+        Some(suffix) => name.len() > suffix.len() && name.ends_with(&suffix),
+        None => pattern == name,
+    }
+}
+
+/// The hostnames a route serves on a listener: the route's that the listener's covers (or the
+/// listener's where a route wildcard covers it). `None` when they do not intersect
+/// (`NoMatchingListenerHostname`); an empty list means every hostname.
+pub fn intersect_hostnames(listener: Option<&str>, route: &[String]) -> Option<Vec<String>> {
+    let Some(listener) = listener else {
+        return Some(route.to_vec());
+    };
+    if route.is_empty() {
+        return Some(vec![listener.to_owned()]);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for h in route {
+        let pick = if covers(listener, h) {
+            Some(h.clone())
+        } else if covers(h, listener) {
+            Some(listener.to_owned())
+        } else {
+            None
+        };
+        if let Some(p) = pick.filter(|p| !out.contains(p)) {
+            out.push(p);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Compiles an HTTPRoute for a listener whose hostnames (from [`intersect_hostnames`]) are
+/// `hostnames`; `grants` are the ReferenceGrants that may allow cross-namespace backends.
+pub fn compile(
+    route: &HTTPRoute,
+    hostnames: Vec<String>,
+    grants: &[ReferenceGrant],
+) -> Result<Compiled, Invalid> {
+    let source = RouteRef {
+        kind: KIND,
+        namespace: route.namespace().unwrap_or_default(),
+        name: route.name_any(),
+    };
+    let default_rule = [api::HTTPRouteRule::default()];
+    let rules = if route.spec.rules.is_empty() {
+        &default_rule[..]
+    } else {
+        &route.spec.rules[..]
+    };
+    let mut unresolved = Vec::new();
+    let mut compiled = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.iter().enumerate() {
+        let invalid = |reason: String| Invalid {
+            route: source.clone(),
+            reason: format!("rule {i}: {reason}"),
+        };
+        let (backends, mut bad) = backends(&source.namespace, &rule.backend_refs, grants);
+        unresolved.append(&mut bad);
+        let timeouts = rule.timeouts.as_ref();
+        let timeout = timeouts
+            .and_then(|t| t.request.as_deref().or(t.backend_request.as_deref()))
+            .map(|d| {
+                crate::api::duration::parse_duration(d)
+                    .map_err(|e| invalid(format!("timeouts: {e}")))
+            })
+            .transpose()?
+            .filter(|d| !d.is_zero());
+        compiled.push(Rule {
+            name: rule.name.clone().unwrap_or_else(|| i.to_string()),
+            matches: matches(&rule.matches).map_err(invalid)?,
+            backends,
+            filters: filters(&rule.filters, &rule.matches).map_err(invalid)?,
+            timeout,
+            retries: None,
+            balance: Balance::RoundRobin,
+            hash_on: None,
+            policies: Policies::default(),
+        });
+    }
+    Ok(Compiled {
+        route: Route {
+            created: route
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or_default(),
+            hostnames,
+            rules: compiled,
+            source,
+        },
+        unresolved,
+    })
+}
+
+/// The rule's matches (none: every request).
+pub fn matches(matches: &[api::HTTPRouteMatch]) -> Result<Vec<Match>, String> {
+    if matches.is_empty() {
+        return Ok(vec![Match::default()]);
+    }
+    let value = |v: &api::HTTPValueMatch| -> Result<ValueMatch, String> {
+        Ok(ValueMatch {
+            name: v.name.clone(),
+            kind: match v.type_.as_deref() {
+                None | Some("Exact") => ValueKind::Exact,
+                Some("RegularExpression") => ValueKind::Regex,
+                Some(other) => return Err(format!("match type {other} is not supported")),
+            },
+            value: v.value.clone(),
+        })
+    };
+    matches
+        .iter()
+        .map(|m| {
+            let path = match &m.path {
+                None => Match::default().path,
+                Some(p) => PathMatch {
+                    kind: match p.type_.as_deref() {
+                        None | Some("PathPrefix") => PathKind::Prefix,
+                        Some("Exact") => PathKind::Exact,
+                        Some("RegularExpression") => PathKind::Regex,
+                        Some(other) => {
+                            return Err(format!("path match type {other} is not supported"));
+                        }
+                    },
+                    value: p.value.clone().unwrap_or_else(|| "/".to_owned()),
+                },
+            };
+            Ok(Match {
+                path,
+                method: m.method.clone(),
+                headers: m.headers.iter().map(value).collect::<Result<_, _>>()?,
+                query: m.query_params.iter().map(value).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+fn header_changes(m: &api::HeaderModifier) -> HeaderChanges {
+    let pairs = |hs: &[api::HTTPHeader]| {
+        hs.iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect()
+    };
+    HeaderChanges {
+        remove: m.remove.clone(),
+        set: pairs(&m.set),
+        add: pairs(&m.add),
+    }
+}
+
+/// The rule's filters. `ReplacePrefixMatch` needs every match to be a `PathPrefix`, as the
+/// API says.
+pub fn filters(
+    filters: &[api::HTTPRouteFilter],
+    matches: &[api::HTTPRouteMatch],
+) -> Result<Filters, String> {
+    let mut out = Filters::default();
+    for f in filters {
+        match f.type_.as_str() {
+            "RequestHeaderModifier" => {
+                out.request_headers = f.request_header_modifier.as_ref().map(header_changes)
+            }
+            "ResponseHeaderModifier" => {
+                out.response_headers = f.response_header_modifier.as_ref().map(header_changes)
+            }
+            "URLRewrite" => {
+                let rewrite = f
+                    .url_rewrite
+                    .as_ref()
+                    .ok_or("URLRewrite without urlRewrite")?;
+                if rewrite.hostname.is_some() {
+                    return Err("URLRewrite of the hostname is not supported yet".into());
+                }
+                out.rewrite = match &rewrite.path {
+                    None => None,
+                    Some(p) if p.type_ == "ReplaceFullPath" => Some(Rewrite::ReplaceFull(
+                        p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+                    )),
+                    Some(p) if p.type_ == "ReplacePrefixMatch" => {
+                        let prefix_only = matches.iter().all(|m| {
+                            m.path.as_ref().is_none_or(|p| {
+                                p.type_.as_deref().is_none_or(|t| t == "PathPrefix")
+                            })
+                        });
+                        if !prefix_only {
+                            return Err("ReplacePrefixMatch needs PathPrefix matches".into());
+                        }
+                        Some(Rewrite::ReplacePrefix(
+                            p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+                        ))
+                    }
+                    Some(p) => return Err(format!("path modifier {} is not supported", p.type_)),
+                };
+            }
+            other => return Err(format!("filter {other} is not supported yet")),
+        }
+    }
+    Ok(out)
+}
+
+/// The rule's backends: Services, in the route's namespace or one that grants it. The others
+/// are returned apart with the reason.
+pub fn backends(
+    namespace: &str,
+    refs: &[api::HTTPBackendRef],
+    grants: &[ReferenceGrant],
+) -> (Vec<BackendRef>, Vec<Unresolved>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for b in refs {
+        let group = b.group.as_deref().unwrap_or("");
+        let kind = b.kind.as_deref().unwrap_or("Service");
+        let ns = b.namespace.clone().unwrap_or_else(|| namespace.to_owned());
+        if !group.is_empty() || kind != "Service" {
+            bad.push(Unresolved {
+                reason: "InvalidKind",
+                message: format!(
+                    "backend {}: kind {kind} of group {group:?} is not supported",
+                    b.name
+                ),
+            });
+            continue;
+        }
+        if !reference_allowed(
+            grants,
+            (crate::api::gateway_api::GROUP, KIND, namespace),
+            ("", "Service", &ns, &b.name),
+        ) {
+            bad.push(Unresolved {
+                reason: "RefNotPermitted",
+                message: format!(
+                    "backend {ns}/{}: no ReferenceGrant in {ns} allows HTTPRoutes from {namespace}",
+                    b.name
+                ),
+            });
+            continue;
+        }
+        ok.push(BackendRef {
+            kind: BackendKind::Service,
+            namespace: ns,
+            name: b.name.clone(),
+            port: b.port,
+            weight: b.weight.unwrap_or(1),
+        });
+    }
+    (ok, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(yaml: &str) -> HTTPRoute {
+        serde_saphyr::from_str(&format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: app}}\n{yaml}")).expect("HTTPRoute")
+    }
+
+    #[test]
+    fn hostnames_intersect_as_the_spec_says() {
+        let h = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            intersect_hostnames(None, &h(&["a.example.com"])),
+            Some(h(&["a.example.com"]))
+        );
+        assert_eq!(
+            intersect_hostnames(Some("a.example.com"), &[]),
+            Some(h(&["a.example.com"]))
+        );
+        assert_eq!(
+            intersect_hostnames(Some("*.example.com"), &h(&["a.example.com", "b.other.com"])),
+            Some(h(&["a.example.com"]))
+        );
+        assert_eq!(
+            intersect_hostnames(Some("a.example.com"), &h(&["*.example.com"])),
+            Some(h(&["a.example.com"]))
+        );
+        assert_eq!(
+            intersect_hostnames(Some("*.example.com"), &h(&["*.a.example.com"])),
+            Some(h(&["*.a.example.com"]))
+        );
+        assert_eq!(
+            intersect_hostnames(Some("*.example.com"), &h(&["example.com"])),
+            None
+        );
+        assert_eq!(
+            intersect_hostnames(Some("a.example.com"), &h(&["b.example.com"])),
+            None
+        );
+    }
+
+    #[test]
+    fn rules_compile_into_the_model() {
+        let r = route(
+            "spec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches:\n    - path: {type: Exact, value: /exact}\n      method: GET\n      headers: [{name: version, value: two}]\n      queryParams: [{type: RegularExpression, name: q, value: '^a'}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier: {set: [{name: x-a, value: '1'}], remove: [x-b]}\n    backendRefs: [{name: web, port: 8080, weight: 3}, {name: other, namespace: shared, port: 80}]\n    timeouts: {request: 10s}\n  - matches: [{path: {type: PathPrefix, value: /api}}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}]\n    backendRefs: [{name: api, port: 80}, {group: example.com, kind: Bucket, name: b}]\n",
+        );
+        let c = compile(&r, vec!["a.example.com".into()], &[]).expect("compiles");
+        let rules = &c.route.rules;
+        assert_eq!(
+            rules[0].matches[0].path,
+            PathMatch {
+                kind: PathKind::Exact,
+                value: "/exact".into()
+            }
+        );
+        assert_eq!(rules[0].matches[0].method.as_deref(), Some("GET"));
+        assert_eq!(rules[0].matches[0].query[0].kind, ValueKind::Regex);
+        assert_eq!(
+            rules[0].backends.len(),
+            1,
+            "the cross-namespace backend needs a grant"
+        );
+        assert_eq!(rules[0].backends[0].weight, 3);
+        assert_eq!(rules[0].timeout, Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            rules[0]
+                .filters
+                .request_headers
+                .as_ref()
+                .map(|h| h.remove.clone()),
+            Some(vec!["x-b".to_owned()])
+        );
+        assert_eq!(
+            rules[1].filters.rewrite,
+            Some(Rewrite::ReplacePrefix("/v2".into()))
+        );
+        let reasons: Vec<&str> = c.unresolved.iter().map(|u| u.reason).collect();
+        assert_eq!(reasons, ["RefNotPermitted", "InvalidKind"]);
+        assert_eq!(c.route.hostnames, ["a.example.com"]);
+
+        let grant: ReferenceGrant = serde_saphyr::from_str(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: shared}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app}]\n  to: [{group: '', kind: Service}]\n",
+        )
+        .expect("grant");
+        let c = compile(&r, vec![], &[grant]).expect("compiles");
+        assert_eq!(c.route.rules[0].backends.len(), 2);
+        assert_eq!(c.route.rules[0].backends[1].namespace, "shared");
+    }
+
+    #[test]
+    fn no_rules_means_everything_and_unsupported_filters_are_invalid() {
+        let c =
+            compile(&route("spec: {parentRefs: [{name: gw}]}\n"), vec![], &[]).expect("compiles");
+        assert_eq!(c.route.rules.len(), 1);
+        assert_eq!(c.route.rules[0].matches, vec![Match::default()]);
+        let bad = route("spec:\n  rules: [{filters: [{type: RequestMirror}]}]\n");
+        assert!(
+            compile(&bad, vec![], &[])
+                .unwrap_err()
+                .reason
+                .contains("RequestMirror")
+        );
+        let bad = route(
+            "spec:\n  rules: [{matches: [{path: {type: Exact, value: /x}}], filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]}]\n",
+        );
+        assert!(
+            compile(&bad, vec![], &[])
+                .unwrap_err()
+                .reason
+                .contains("PathPrefix")
+        );
+    }
+}
