@@ -51,6 +51,33 @@ pub fn controller_rules() -> Vec<PolicyRule> {
         // GatewayRoute validation reads the JWT key Secrets a route names (by name, never a
         // list or watch of every Secret).
         rule("", &["secrets"], &["get"]),
+        // The Gateway API: read classes, Gateways, routes and grants; write their status; the
+        // data-plane finalizer on Gateways; namespaces' labels for `allowedRoutes` selectors.
+        rule(
+            "gateway.networking.k8s.io",
+            &[
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "referencegrants",
+            ],
+            READ,
+        ),
+        rule(
+            "gateway.networking.k8s.io",
+            &[
+                "gatewayclasses/status",
+                "gateways/status",
+                "httproutes/status",
+            ],
+            &["get", "update", "patch"],
+        ),
+        rule(
+            "gateway.networking.k8s.io",
+            &["gateways"],
+            &["update", "patch"],
+        ),
+        rule("", &["namespaces"], READ),
     ]
 }
 
@@ -74,6 +101,13 @@ pub fn gateway_rules() -> Vec<PolicyRule> {
         rule("", &["services"], READ),
         rule("discovery.k8s.io", &["endpointslices"], READ),
         rule("", &["secrets"], READ),
+        // Gateway mode (`--gateway`): the Gateway, its routes, grants and namespaces' labels.
+        rule(
+            "gateway.networking.k8s.io",
+            &["gateways", "httproutes", "referencegrants"],
+            READ,
+        ),
+        rule("", &["namespaces"], READ),
     ]
 }
 

@@ -31,4 +31,37 @@ pub struct ControllerArgs {
     /// whose watches stalled.
     #[arg(long, default_value = "2m", value_parser = crate::api::duration::parse_duration, env = "ATRIUM_WATCH_STALL_TIMEOUT")]
     pub watch_stall_timeout: std::time::Duration,
+    /// Serve the Gateway API (GatewayClass, Gateway, HTTPRoute): `auto` when its CRDs are
+    /// installed, `enabled`, or `disabled`.
+    #[arg(long, value_enum, default_value_t = GatewayApiMode::Auto, env = "ATRIUM_GATEWAY_API")]
+    pub gateway_api: GatewayApiMode,
+    /// Namespace the Gateways' data planes run in (default: `$POD_NAMESPACE`, else
+    /// `atrium-system`).
+    #[arg(long, env = "ATRIUM_GATEWAY_NAMESPACE")]
+    pub gateway_namespace: Option<String>,
+    /// Image of the Gateways' data planes.
+    #[arg(long, default_value = concat!("atrium/atrium:", env!("CARGO_PKG_VERSION")), env = "ATRIUM_GATEWAY_IMAGE")]
+    pub gateway_image: String,
+    /// ServiceAccount the data planes run as (bound to the gateway ClusterRole, `atrium rbac
+    /// --role gateway`).
+    #[arg(
+        long,
+        default_value = "atrium-gateway",
+        env = "ATRIUM_GATEWAY_SERVICE_ACCOUNT"
+    )]
+    pub gateway_service_account: String,
+    /// Type of the data planes' Services: `LoadBalancer`, `NodePort` or `ClusterIP`.
+    #[arg(long, default_value = "LoadBalancer", value_parser = ["LoadBalancer", "NodePort", "ClusterIP"], env = "ATRIUM_GATEWAY_SERVICE_TYPE")]
+    pub gateway_service_type: String,
+}
+
+/// Whether the controller serves the Gateway API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GatewayApiMode {
+    /// When the API server serves `gateway.networking.k8s.io/v1` HTTPRoutes.
+    Auto,
+    /// Always (the CRDs must be installed).
+    Enabled,
+    /// Never.
+    Disabled,
 }

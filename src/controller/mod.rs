@@ -9,6 +9,7 @@ pub mod args;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod gateway_api;
 pub mod gateway_route;
 pub mod health_checks;
 pub mod leader;
@@ -102,6 +103,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     health.set_detail(watches.clone());
     health.set_stall_timeout(args.watch_stall_timeout);
     tokio::spawn(watch_api(client.clone(), health.clone()));
+    let gateway_api = gateway_api_settings(&client, &args).await;
     let mut admin_task = admin_task;
     let mut shutdown = std::pin::pin!(shutdown_signal());
     // controller-runtime's name, so existing dashboards and alerts work.
@@ -132,6 +134,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
                 args.watch_namespace.clone(),
                 metrics.clone(),
                 watches.clone(),
+                gateway_api.clone(),
             );
             leading.set(1);
             let keep = async {
@@ -173,6 +176,35 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
             }
         }
     }
+}
+
+/// The Gateway API data-plane settings when the controller serves the Gateway API
+/// (`--gateway-api`; `auto`: when its CRDs are installed).
+async fn gateway_api_settings(
+    client: &kube::Client,
+    args: &args::ControllerArgs,
+) -> Option<gateway_api::data_plane::Settings> {
+    use args::GatewayApiMode;
+    let on = match args.gateway_api {
+        GatewayApiMode::Disabled => false,
+        GatewayApiMode::Enabled => true,
+        GatewayApiMode::Auto => gateway_api::installed(client).await,
+    };
+    info!(enabled = on, mode = ?args.gateway_api, "Gateway API");
+    on.then(|| gateway_api::data_plane::Settings {
+        namespace: args
+            .gateway_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| "atrium-system".to_owned()),
+        image: args.gateway_image.clone(),
+        service_account: args.gateway_service_account.clone(),
+        service_type: args.gateway_service_type.clone(),
+    })
 }
 
 /// Why one leadership term ended.

@@ -37,6 +37,7 @@ pub fn controllers(
     namespace: Option<String>,
     metrics: ControllerMetrics,
     health: WatchHealth,
+    gateway_api: Option<super::gateway_api::data_plane::Settings>,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
@@ -238,6 +239,21 @@ pub fn controllers(
     .for_each(log_outcome);
 
     let routes = route_controller(&client, ns, &cfg, h, ctx_for_routes);
+    let gateways = gateway_api.map(|settings| {
+        super::gateway_api::controllers(
+            client.clone(),
+            namespace.clone(),
+            settings,
+            metrics.clone(),
+            h,
+        )
+    });
+    let gateways = async move {
+        match gateways {
+            Some(g) => g.await,
+            None => std::future::pending().await,
+        }
+    };
 
     async move {
         tokio::select! {
@@ -245,6 +261,7 @@ pub fn controllers(
             () = configs => {},
             () = routes => {},
             () = janitor => {},
+            () = gateways => {},
         }
     }
 }

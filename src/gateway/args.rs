@@ -8,9 +8,15 @@ use clap::Args;
 /// Flags of `atrium gateway`.
 #[derive(Clone, Debug, Args)]
 pub struct GatewayArgs {
-    /// Address that serves proxied traffic.
-    #[arg(long, default_value = "0.0.0.0:8000", env = "ATRIUM_LISTEN")]
-    pub listen: SocketAddr,
+    /// Address that serves proxied traffic; repeat (or comma-separate) for several. With
+    /// --gateway each port serves the routes of the Gateway's listeners on that port.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8000",
+        value_delimiter = ',',
+        env = "ATRIUM_LISTEN"
+    )]
+    pub listen: Vec<SocketAddr>,
     /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
@@ -35,6 +41,10 @@ pub struct GatewayArgs {
     /// of a cluster; changes are picked up without a restart.
     #[arg(long, env = "ATRIUM_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
+    /// Be the data plane of this Gateway API Gateway (`namespace/name`): serve the HTTPRoutes
+    /// attached to its listeners, per port (the controller provisions gateways with it).
+    #[arg(long, env = "ATRIUM_GATEWAY", value_parser = parse_gateway, conflicts_with_all = ["config_dir", "watch_namespace"])]
+    pub gateway: Option<(String, String)>,
     /// In cluster mode, serve routes of this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -97,5 +107,15 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("{v} is outside 0.0..=1.0"))
+    }
+}
+
+/// `namespace/name` of a Gateway.
+fn parse_gateway(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not namespace/name")),
     }
 }

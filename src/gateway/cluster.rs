@@ -61,6 +61,16 @@ pub struct ClusterSource {
 
 /// Starts the watchers on their own thread; returns once the client is configured.
 pub fn start(source: ClusterSource) -> Result<(), ClusterError> {
+    let (rt, client) = runtime_and_client()?;
+    std::thread::Builder::new()
+        .name("atrium-watch".into())
+        .spawn(move || rt.block_on(watch(client, source)))
+        .map_err(ClusterError::Runtime)?;
+    Ok(())
+}
+
+/// The watchers' one-thread runtime and a client from the kubeconfig or the pod's account.
+pub fn runtime_and_client() -> Result<(tokio::runtime::Runtime, Client), ClusterError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -70,11 +80,7 @@ pub fn start(source: ClusterSource) -> Result<(), ClusterError> {
         let config = kube::Config::infer().await.map_err(ClusterError::Config)?;
         Client::try_from(config).map_err(ClusterError::Client)
     })?;
-    std::thread::Builder::new()
-        .name("atrium-watch".into())
-        .spawn(move || rt.block_on(watch(client, source)))
-        .map_err(ClusterError::Runtime)?;
-    Ok(())
+    Ok((rt, client))
 }
 
 async fn watch(client: Client, source: ClusterSource) {
@@ -94,25 +100,7 @@ async fn watch(client: Client, source: ClusterSource) {
     let (services, w2) = reflector::store::<Service>();
     let (slices, w3) = reflector::store::<EndpointSlice>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let notify =
-        |name: &'static str,
-         stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut stream = stream;
-                while let Some(item) = stream.next().await {
-                    match item {
-                        Ok(()) => {
-                            if tx.send(()).is_err() {
-                                return;
-                            }
-                        }
-                        // `resilient` logs and retries errors itself; none reach here.
-                        Err(e) => warn!(watch = name, error = %e, "watch error"),
-                    }
-                }
-            });
-        };
+    let notify = |name: &'static str, stream: Changes| spawn_notify(&tx, name, stream);
     notify(
         "gatewayroutes",
         reflect(
@@ -176,23 +164,57 @@ async fn watch(client: Client, source: ClusterSource) {
     rebuild(&stores, &table, &updates);
     ready.store(true, Ordering::Release);
     info!("cluster mode: first route table built");
-    while rx.recv().await.is_some() {
-        // Fold a burst of changes into one build.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        while rx.try_recv().is_ok() {}
+    while next_burst(&mut rx).await {
         rebuild(&stores, &table, &updates);
     }
 }
 
+/// "Something changed", from one watch.
+pub type Changes = futures::stream::BoxStream<'static, Result<(), watcher::Error>>;
+
+/// Forwards each change of `stream` to `tx` until the receiver is gone.
+pub fn spawn_notify(
+    tx: &tokio::sync::mpsc::UnboundedSender<()>,
+    name: &'static str,
+    stream: Changes,
+) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(()) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                // `resilient` logs and retries errors itself; none reach here.
+                Err(e) => warn!(watch = name, error = %e, "watch error"),
+            }
+        }
+    });
+}
+
+/// Waits for the next change and folds the burst that follows it into one (20 ms); false
+/// once every watch is gone.
+pub async fn next_burst(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) -> bool {
+    if rx.recv().await.is_none() {
+        return false;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    while rx.try_recv().is_ok() {}
+    true
+}
+
 /// A reflector filling `writer` from a resilient watch on `api`, as a stream of "something
 /// changed".
-fn reflect<K>(
+pub fn reflect<K>(
     name: &str,
     writer: reflector::store::Writer<K>,
     api: kube::Api<K>,
     cfg: watcher::Config,
     health: &WatchHealth,
-) -> futures::stream::BoxStream<'static, Result<(), watcher::Error>>
+) -> Changes
 where
     K: kube::Resource
         + Clone
@@ -242,6 +264,35 @@ pub fn inputs(stores: &Stores) -> Inputs {
         secrets,
         env,
     } = stores;
+    let by_service = service_entries(services, slices);
+    let routes: Vec<_> = routes
+        .state()
+        .iter()
+        .map(|r| crate::route::gateway_route::compile(r))
+        .collect();
+    let mut secret_data = Secrets::new();
+    for r in routes.iter().flatten() {
+        let ns = &r.source.namespace;
+        for name in referenced_secrets(r) {
+            let key = ObjectRef::new(&name).within(ns);
+            if let Some(s) = secrets.iter().find_map(|store| store.get(&key)) {
+                secret_data.insert(format!("{ns}/{name}"), secret_data_of(&s));
+            }
+        }
+    }
+    Inputs {
+        routes,
+        services: by_service,
+        secrets: secret_data,
+        env: env.clone(),
+    }
+}
+
+/// Every Service with its ports and the endpoints of its EndpointSlices.
+pub fn service_entries(
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+) -> BTreeMap<String, ServiceEntry> {
     let mut by_service: BTreeMap<String, ServiceEntry> = services
         .state()
         .iter()
@@ -298,25 +349,5 @@ pub fn inputs(stores: &Stores) -> Inputs {
             }
         }
     }
-    let routes: Vec<_> = routes
-        .state()
-        .iter()
-        .map(|r| crate::route::gateway_route::compile(r))
-        .collect();
-    let mut secret_data = Secrets::new();
-    for r in routes.iter().flatten() {
-        let ns = &r.source.namespace;
-        for name in referenced_secrets(r) {
-            let key = ObjectRef::new(&name).within(ns);
-            if let Some(s) = secrets.iter().find_map(|store| store.get(&key)) {
-                secret_data.insert(format!("{ns}/{name}"), secret_data_of(&s));
-            }
-        }
-    }
-    Inputs {
-        routes,
-        services: by_service,
-        secrets: secret_data,
-        env: env.clone(),
-    }
+    by_service
 }

@@ -78,8 +78,14 @@ pub fn route(
             .collect();
         sets_headers.sort();
         sets_headers.dedup();
+        // Under the Gateway API a reference to a Service that does not exist is unusable.
+        let (known, missing): (Vec<BackendRef>, Vec<BackendRef>) =
+            rule.backends.iter().cloned().partition(|b| {
+                !rule.missing_is_unusable || services.contains_key(&b.service_key())
+            });
         let compiled = Arc::new(Rule {
-            backends: backends(&rule.backends, services),
+            backends: backends(&known, services),
+            unusable_weight: rule.unusable_weight + missing.iter().map(|b| b.weight).sum::<u32>(),
             rewrite: rule.filters.rewrite.clone(),
             request_headers: rule.filters.request_headers.clone(),
             response_headers: rule.filters.response_headers.clone(),

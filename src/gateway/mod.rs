@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod compile;
 pub mod drain;
 pub mod files;
+pub mod gateway_api;
 pub mod guard;
 pub mod headers;
 pub mod matcher;
@@ -75,9 +76,12 @@ pub enum GatewayError {
 pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     info!(version = %crate::version::summary(), "starting gateway");
     // pingora panics on a listen address it cannot bind; check first for a clear error.
-    for addr in [Some(args.listen), Some(args.admin_listen), args.tls_listen]
-        .into_iter()
-        .flatten()
+    for addr in args
+        .listen
+        .iter()
+        .copied()
+        .chain([args.admin_listen])
+        .chain(args.tls_listen)
     {
         std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     }
@@ -88,6 +92,19 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let request_metrics = metrics::GatewayMetrics::register(&registry)?;
     let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
+    // Gateway mode: a table per port; otherwise every port serves the one table.
+    let tables: std::collections::BTreeMap<u16, Arc<ArcSwap<table::RouteTable>>> = args
+        .listen
+        .iter()
+        .map(|a| {
+            let t = if args.gateway.is_some() {
+                Arc::new(ArcSwap::from_pointee(table::RouteTable::default()))
+            } else {
+                table.clone()
+            };
+            (a.port(), t)
+        })
+        .collect();
     let ready = Arc::new(AtomicBool::new(false));
     let watches = crate::watch::WatchHealth::new();
     registry.register(Box::new(watches.clone()))?;
@@ -97,13 +114,22 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         policy::PolicyMetrics::register(&registry)?,
     )
     .map_err(|e| GatewayError::Policy(e.to_string()))?;
-    match &args.config_dir {
-        Some(dir) => {
+    match (&args.config_dir, &args.gateway) {
+        (_, Some((namespace, name))) => gateway_api::start(gateway_api::GatewaySource {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            tables: tables.clone(),
+            ready: ready.clone(),
+            updates,
+            env,
+            health: watches.clone(),
+        })?,
+        (Some(dir), None) => {
             reload(dir, &table, &updates, &env);
             ready.store(true, Ordering::Release);
             watch_dir(dir.clone(), table.clone(), updates, env);
         }
-        None => cluster::start(cluster::ClusterSource {
+        (None, None) => cluster::start(cluster::ClusterSource {
             namespace: args.watch_namespace.clone(),
             secret_namespaces: args.secret_namespaces.clone(),
             table: table.clone(),
@@ -124,29 +150,51 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let requests = drain::Requests::default();
     server.bootstrap();
 
+    // /routes shows the first port's table in gateway mode.
+    let shown = tables
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| table.clone());
     let mut admin = Service::new(
         "atrium admin".to_owned(),
-        admin_app::AdminApp::new(registry, table.clone(), ready, outliers.clone())
-            .with_watches(watches),
+        admin_app::AdminApp::new(registry, shown, ready, outliers.clone()).with_watches(watches),
     );
     admin.add_tcp(&args.admin_listen.to_string());
-    let proxy = pingora::proxy::http_proxy(
-        &server.configuration,
-        proxy::Gateway::new(table, request_metrics, args.max_header_size as usize)
-            .with_outliers(outliers)
-            .with_requests(requests.clone())
-            .with_access_log_rate(args.access_log_sample_rate),
-    );
     let limits = guard::Limits {
         header_read: args.header_read_timeout,
         idle: args.idle_timeout,
         max_connections: args.max_connections as usize,
     };
-    let mut front = Service::new(
-        "atrium gateway".to_owned(),
-        guard::GuardedApp::new(proxy, limits, guard::GuardMetrics::register(&tls_registry)?),
-    );
-    front.add_tcp(&args.listen.to_string());
+    let guard_metrics = guard::GuardMetrics::register(&tls_registry)?;
+    let front_for = |table: Arc<ArcSwap<table::RouteTable>>, name: String| {
+        let proxy = pingora::proxy::http_proxy(
+            &server.configuration,
+            proxy::Gateway::new(
+                table,
+                request_metrics.clone(),
+                args.max_header_size as usize,
+            )
+            .with_outliers(outliers.clone())
+            .with_requests(requests.clone())
+            .with_access_log_rate(args.access_log_sample_rate),
+        );
+        Service::new(
+            name,
+            guard::GuardedApp::new(proxy, limits, guard_metrics.clone()),
+        )
+    };
+    let mut fronts = Vec::new();
+    for addr in &args.listen {
+        let port_table = tables
+            .get(&addr.port())
+            .cloned()
+            .unwrap_or_else(|| table.clone());
+        let mut front = front_for(port_table, format!("atrium gateway {addr}"));
+        front.add_tcp(&addr.to_string());
+        fronts.push(front);
+    }
+    let mut front = front_for(table.clone(), "atrium gateway tls".to_owned());
     if let Some(addr) = &args.tls_listen {
         let (cert, key) = tls::files(&args)?;
         let path = |p: &PathBuf| {
@@ -179,9 +227,14 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         front.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     server.add_service(admin);
-    server.add_service(front);
+    for f in fronts {
+        server.add_service(f);
+    }
+    if args.tls_listen.is_some() {
+        server.add_service(front);
+    }
 
-    info!(listen = %args.listen, admin = %args.admin_listen, "gateway listening");
+    info!(listen = ?args.listen, admin = %args.admin_listen, "gateway listening");
     server.run(RunArgs {
         shutdown_signal: Box::new(drain::Draining::new(
             requests,

@@ -384,6 +384,14 @@ impl ProxyHttp for Gateway {
             respond(session, status, body, &headers, &ctx.request_id).await?;
             return Ok(true);
         }
+        if rule.unusable_turn() {
+            let msg = format!(
+                "route {} sends this share of requests to a backend that cannot be used",
+                rule.id
+            );
+            respond_json(session, 500, "invalid_backend", &msg, &[], &ctx.request_id).await?;
+            return Ok(true);
+        }
         ctx.hash = hash_key(session, &rule);
         let outliers = &self.outliers;
         let Some(upstream) = rule

@@ -100,11 +100,25 @@ pub struct Rule {
     /// `requestHeaders` set/add, and what its policies set.
     #[serde(skip)]
     pub sets_headers: Vec<String>,
+    /// Weight of references that cannot be used: their share of requests gets 500.
+    pub unusable_weight: u32,
     #[serde(skip)]
     pub(super) next: AtomicUsize,
 }
 
 impl Rule {
+    /// Whether this request falls in the share of unusable backends (answered 500): weighted
+    /// round robin over all of the rule's references, usable or not.
+    pub fn unusable_turn(&self) -> bool {
+        if self.unusable_weight == 0 {
+            return false;
+        }
+        let usable: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let total = usable + u64::from(self.unusable_weight);
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as u64 % total;
+        n < u64::from(self.unusable_weight)
+    }
+
     /// Picks an endpoint: a backend by weight (weighted round robin over backends that have
     /// endpoints, or by the key for ConsistentHash), then an endpoint of it by the rule's
     /// balancing policy. The slot's in-flight count is raised; call [`Slot::release`] when done.

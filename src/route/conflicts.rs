@@ -117,6 +117,8 @@ mod tests {
                 balance: Default::default(),
                 hash_on: None,
                 policies: Default::default(),
+                unusable_weight: 0,
+                missing_is_unusable: false,
             }],
         }
     }

@@ -72,6 +72,8 @@ fn compile_rule(
             .and_then(|l| l.hash_on.as_ref())
             .map(hash_key),
         policies: policies(route, rule),
+        unusable_weight: 0,
+        missing_is_unusable: false,
     })
 }
 

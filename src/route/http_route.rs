@@ -26,6 +26,8 @@ pub struct Unresolved {
     pub reason: &'static str,
     /// What is wrong, for the condition's message.
     pub message: String,
+    /// The reference's weight (its share of requests is answered 500).
+    pub weight: u32,
 }
 
 /// A compiled HTTPRoute for one listener.
@@ -99,6 +101,7 @@ pub fn compile(
             reason: format!("rule {i}: {reason}"),
         };
         let (backends, mut bad) = backends(&source.namespace, &rule.backend_refs, grants);
+        let unusable_weight = bad.iter().map(|u| u.weight).sum();
         unresolved.append(&mut bad);
         let timeouts = rule.timeouts.as_ref();
         let timeout = timeouts
@@ -119,6 +122,8 @@ pub fn compile(
             balance: Balance::RoundRobin,
             hash_on: None,
             policies: Policies::default(),
+            unusable_weight,
+            missing_is_unusable: true,
         });
     }
     Ok(Compiled {
@@ -263,6 +268,7 @@ pub fn backends(
                     "backend {}: kind {kind} of group {group:?} is not supported",
                     b.name
                 ),
+                weight: b.weight.unwrap_or(1),
             });
             continue;
         }
@@ -277,6 +283,7 @@ pub fn backends(
                     "backend {ns}/{}: no ReferenceGrant in {ns} allows HTTPRoutes from {namespace}",
                     b.name
                 ),
+                weight: b.weight.unwrap_or(1),
             });
             continue;
         }

@@ -10,6 +10,7 @@
 //! least one match. Matchers (regular expressions, templates) and policies are compiled from it
 //! by the gateway ([`crate::gateway::compile`]), the same code the controller validates with.
 
+pub mod attach;
 pub mod conflicts;
 pub mod gateway_route;
 pub mod http_route;
@@ -80,6 +81,14 @@ pub struct Rule {
     pub hash_on: Option<HashKey>,
     /// Request policies.
     pub policies: Policies,
+    /// Weight of backend references that cannot be used (a kind that is not a Service, a
+    /// namespace that does not grant the reference): their share of requests is answered 500,
+    /// as the Gateway API says. Always 0 for GatewayRoutes.
+    pub unusable_weight: u32,
+    /// Whether a backend whose Service does not exist counts as unusable (500, the Gateway
+    /// API's rule) rather than as one without endpoints (no traffic while another backend
+    /// has some; 503 when none has: the GatewayRoute rule).
+    pub missing_is_unusable: bool,
 }
 
 /// Conditions a request must meet; all that are set must hold.

@@ -1,0 +1,233 @@
+//! Gateway mode (`--gateway NAMESPACE/NAME`): the data plane of one Gateway API Gateway, as
+//! the controller provisions it.
+//!
+//! Reflectors on that Gateway, HTTPRoutes, ReferenceGrants, Namespaces (for `allowedRoutes`
+//! selectors), Services and EndpointSlices feed one route table per listener port: each
+//! port serves the HTTPRoutes attached to its listeners ([`crate::route::attach`], the rule the
+//! controller's status uses too), compiled with the hostnames they share with those
+//! listeners.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{error, info};
+
+use super::cluster::{ClusterError, next_burst, reflect, service_entries, spawn_notify};
+use super::metrics::TableMetrics;
+use super::policy::{PolicyEnv, Secrets};
+use super::table::{Inputs, RouteTable, ServiceEntry};
+use crate::api::gateway_api::{Gateway, HTTPRoute, ReferenceGrant};
+use crate::route::attach::attach;
+use crate::route::http_route;
+use crate::watch::WatchHealth;
+
+/// What gateway mode serves and where it puts the result.
+pub struct GatewaySource {
+    /// The Gateway's namespace.
+    pub namespace: String,
+    /// The Gateway's name.
+    pub name: String,
+    /// One table per port the process listens on.
+    pub tables: BTreeMap<u16, Arc<ArcSwap<RouteTable>>>,
+    /// Set once the first complete tables are in place.
+    pub ready: Arc<AtomicBool>,
+    /// Build metrics.
+    pub updates: TableMetrics,
+    /// Shared policy state.
+    pub env: PolicyEnv,
+    /// Whether each watch is current.
+    pub health: WatchHealth,
+}
+
+/// Starts the watchers on their own thread; returns once the client is configured.
+pub fn start(source: GatewaySource) -> Result<(), ClusterError> {
+    let (rt, client) = super::cluster::runtime_and_client()?;
+    std::thread::Builder::new()
+        .name("atrium-watch".into())
+        .spawn(move || rt.block_on(watch(client, source)))
+        .map_err(ClusterError::Runtime)?;
+    Ok(())
+}
+
+struct Stores {
+    gateways: Store<Gateway>,
+    routes: Store<HTTPRoute>,
+    grants: Store<ReferenceGrant>,
+    namespaces: Store<Namespace>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+async fn watch(client: Client, source: GatewaySource) {
+    let GatewaySource {
+        namespace,
+        name,
+        tables,
+        ready,
+        updates,
+        env,
+        health,
+    } = source;
+    let h = &health;
+    let cfg = watcher::Config::default();
+    let (gateways, w1) = reflector::store::<Gateway>();
+    let (routes, w2) = reflector::store::<HTTPRoute>();
+    let (grants, w3) = reflector::store::<ReferenceGrant>();
+    let (namespaces, w4) = reflector::store::<Namespace>();
+    let (services, w5) = reflector::store::<Service>();
+    let (slices, w6) = reflector::store::<EndpointSlice>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let one = cfg.clone().fields(&format!("metadata.name={name}"));
+    spawn_notify(
+        &tx,
+        "gateways",
+        reflect(
+            "gateways",
+            w1,
+            Api::namespaced(client.clone(), &namespace),
+            one,
+            h,
+        ),
+    );
+    spawn_notify(
+        &tx,
+        "httproutes",
+        reflect("httproutes", w2, Api::all(client.clone()), cfg.clone(), h),
+    );
+    spawn_notify(
+        &tx,
+        "referencegrants",
+        reflect(
+            "referencegrants",
+            w3,
+            Api::all(client.clone()),
+            cfg.clone(),
+            h,
+        ),
+    );
+    spawn_notify(
+        &tx,
+        "namespaces",
+        reflect("namespaces", w4, Api::all(client.clone()), cfg.clone(), h),
+    );
+    spawn_notify(
+        &tx,
+        "services",
+        reflect("services", w5, Api::all(client.clone()), cfg.clone(), h),
+    );
+    let labelled = cfg.clone().labels(crate::registry::SERVICE_NAME_LABEL);
+    spawn_notify(
+        &tx,
+        "endpointslices",
+        reflect("endpointslices", w6, Api::all(client.clone()), labelled, h),
+    );
+    let _ = gateways.wait_until_ready().await;
+    let _ = routes.wait_until_ready().await;
+    let _ = grants.wait_until_ready().await;
+    let _ = namespaces.wait_until_ready().await;
+    let _ = services.wait_until_ready().await;
+    let _ = slices.wait_until_ready().await;
+    let stores = Stores {
+        gateways,
+        routes,
+        grants,
+        namespaces,
+        services,
+        slices,
+    };
+    rebuild(&stores, &tables, &updates, &env);
+    ready.store(true, Ordering::Release);
+    info!(gateway = %format!("{namespace}/{name}"), ports = ?tables.keys().collect::<Vec<_>>(), "gateway mode: first route tables built");
+    while next_burst(&mut rx).await {
+        rebuild(&stores, &tables, &updates, &env);
+    }
+}
+
+fn rebuild(
+    stores: &Stores,
+    tables: &BTreeMap<u16, Arc<ArcSwap<RouteTable>>>,
+    updates: &TableMetrics,
+    env: &PolicyEnv,
+) {
+    let services = service_entries(&stores.services, &stores.slices);
+    let gateway = stores.gateways.state().into_iter().next();
+    let labels: BTreeMap<String, BTreeMap<String, String>> = stores
+        .namespaces
+        .state()
+        .iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    let routes = stores.routes.state();
+    let grants: Vec<ReferenceGrant> = stores
+        .grants
+        .state()
+        .iter()
+        .map(|g| (**g).clone())
+        .collect();
+    for (port, table) in tables {
+        let inputs = match &gateway {
+            Some(gw) => port_inputs(gw, *port, &routes, &grants, &labels, services.clone(), env),
+            None => Inputs {
+                env: env.clone(),
+                ..Inputs::default()
+            },
+        };
+        let (built, errors) = RouteTable::build(&inputs);
+        for e in &errors {
+            error!(port, error = %e, "a route is skipped or answers 503 until fixed");
+        }
+        updates.record(&built, errors.is_empty());
+        table.store(Arc::new(built));
+    }
+}
+
+/// The table inputs of one port: every HTTPRoute attached to a listener on it, with the union
+/// of the hostnames it shares with those listeners.
+pub fn port_inputs(
+    gateway: &Gateway,
+    port: u16,
+    routes: &[Arc<HTTPRoute>],
+    grants: &[ReferenceGrant],
+    labels: &BTreeMap<String, BTreeMap<String, String>>,
+    services: BTreeMap<String, ServiceEntry>,
+    env: &PolicyEnv,
+) -> Inputs {
+    let none = BTreeMap::new();
+    let mut compiled = Vec::new();
+    for route in routes {
+        let ns_labels = labels
+            .get(&route.namespace().unwrap_or_default())
+            .unwrap_or(&none);
+        let on_port: Vec<_> = attach(gateway, route, ns_labels)
+            .into_iter()
+            .flat_map(|p| p.attached)
+            .filter(|a| a.port == port)
+            .collect();
+        if on_port.is_empty() {
+            continue;
+        }
+        // Any listener without a hostname restriction means every hostname.
+        let hostnames = if on_port.iter().any(|a| a.hostnames.is_empty()) {
+            vec![]
+        } else {
+            let mut all: Vec<String> = on_port.into_iter().flat_map(|a| a.hostnames).collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+        compiled.push(http_route::compile(route, hostnames, grants).map(|c| c.route));
+    }
+    Inputs {
+        routes: compiled,
+        services,
+        secrets: Secrets::new(),
+        env: env.clone(),
+    }
+}

@@ -1,0 +1,204 @@
+//! The Gateway API end to end on the local control plane: a GatewayClass of Atrium's is
+//! Accepted, a Gateway gets its own data plane (a Deployment the pod runner runs as a real
+//! `atrium gateway --gateway` process on its pod IP) and turns Programmed with that address,
+//! an HTTPRoute attached to it is Accepted and serves requests to a demo backend through the
+//! data plane, a route to a missing Service says so, and deleting the Gateway removes its
+//! data plane.
+
+mod support;
+
+use support::*;
+
+fn jsonpath(ns: Option<&str>, what: &str, name: &str, path: &str) -> String {
+    let mut args = vec!["get", what, name, "-o"];
+    let p = format!("jsonpath={path}");
+    args.push(&p);
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    let out = kubectl(&args, None);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
+    assert_hermetic_network();
+    let ns = namespace("gwapi");
+    let class = format!("atrium-{ns}");
+    // The data plane's ServiceAccount, bound to exactly the gateway role.
+    grant_gateway_rbac();
+    kubectl_ok(
+        &["create", "serviceaccount", "atrium-gateway", "-n", &ns],
+        None,
+    );
+    kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: atrium-gateway-{ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: atrium-gateway}}\nsubjects: [{{kind: ServiceAccount, name: atrium-gateway, namespace: {ns}}}]\n"
+        )),
+    );
+    let (_controller, _) = start_controller_with(
+        &ns,
+        &[
+            "--gateway-namespace",
+            &ns,
+            "--gateway-service-type",
+            "ClusterIP",
+        ],
+        &[],
+    );
+    let _runner = start_pod_runner(&ns);
+    apply_yaml(
+        &ns,
+        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: echo}\nspec:\n  image: atrium/demo-backend:0.1.0\n  args: [--name, echo]\n  ports: [{name: http, port: 8080}]\n  healthCheck: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}\n",
+    );
+    kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: atrium.dev/gateway-controller}}\n"
+        )),
+    );
+    apply_yaml(
+        &ns,
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  gatewayClassName: {class}\n  listeners:\n  - {{name: http, port: 80, protocol: HTTP}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /echo}}}}]\n    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-via, value: atrium}}]}}}}]\n    backendRefs: [{{name: echo, port: 8080}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: broken}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{{name: nowhere, port: 80}}]}}]\n"
+        ),
+    );
+
+    wait_until("the GatewayClass to be Accepted", WAIT, || {
+        (jsonpath(
+            None,
+            "gatewayclass",
+            &class,
+            "{.status.conditions[?(@.type==\"Accepted\")].status}",
+        ) == "True")
+            .then_some(())
+    });
+    let features = jsonpath(
+        None,
+        "gatewayclass",
+        &class,
+        "{.status.supportedFeatures[*].name}",
+    );
+    assert!(features.contains("HTTPRoute"), "{features}");
+    let address = wait_until("the Gateway to be Programmed with an address", WAIT, || {
+        let programmed = jsonpath(
+            Some(&ns),
+            "gateway",
+            "gw",
+            "{.status.conditions[?(@.type==\"Programmed\")].status}",
+        );
+        let address = jsonpath(Some(&ns), "gateway", "gw", "{.status.addresses[0].value}");
+        (programmed == "True" && !address.is_empty()).then_some(address)
+    });
+    assert_local_pod_ip(&address);
+    let data_plane = kubectl_ok(
+        &[
+            "get",
+            "deployment",
+            "-n",
+            &ns,
+            "-l",
+            "gateway.networking.k8s.io/gateway-name=gw",
+            "-o",
+            "jsonpath={.items[0].spec.template.spec.containers[0].args}",
+        ],
+        None,
+    );
+    assert!(
+        data_plane.contains("--gateway") && data_plane.contains(&format!("{ns}/gw")),
+        "{data_plane}"
+    );
+    assert_eq!(
+        jsonpath(
+            Some(&ns),
+            "gateway",
+            "gw",
+            "{.status.listeners[0].attachedRoutes}"
+        ),
+        "2"
+    );
+    wait_until(
+        "the route to be Accepted with resolved references",
+        WAIT,
+        || {
+            let accepted = jsonpath(
+                Some(&ns),
+                "httproute",
+                "web",
+                "{.status.parents[0].conditions[?(@.type==\"Accepted\")].status}",
+            );
+            let resolved = jsonpath(
+                Some(&ns),
+                "httproute",
+                "web",
+                "{.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].status}",
+            );
+            (accepted == "True" && resolved == "True").then_some(())
+        },
+    );
+    let reason = wait_until("the broken route to name its missing backend", WAIT, || {
+        let r = jsonpath(
+            Some(&ns),
+            "httproute",
+            "broken",
+            "{.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason}",
+        );
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(reason, "BackendNotFound");
+    assert_eq!(
+        jsonpath(
+            Some(&ns),
+            "httproute",
+            "web",
+            "{.status.parents[0].controllerName}"
+        ),
+        "atrium.dev/gateway-controller"
+    );
+
+    // Traffic through the data plane, on the address the Gateway reports.
+    let (status, body) = wait_until("the data plane to serve the route", WAIT, || {
+        let r = http_get_at(&address, 80, "/echo/hello").ok()?;
+        (r.0 == 200).then_some(r)
+    });
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("demo JSON");
+    assert_eq!(v["service"], "echo", "{v}");
+    assert_eq!(v["path"], "/echo/hello");
+    assert_eq!(v["headers"]["x-via"], "atrium");
+    // The broken route matches everything else; its backend does not exist: 500, as the
+    // Gateway API says for a rule whose backends are all invalid.
+    let (status, body) = http_get_at(&address, 80, "/elsewhere").expect("answer");
+    assert_eq!(status, 500, "{body}");
+
+    // Deleting the Gateway takes its data plane with it.
+    kubectl_ok(
+        &[
+            "delete",
+            "gateway",
+            "gw",
+            "-n",
+            &ns,
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    wait_until("the data plane to be removed", WAIT, || {
+        let left = kubectl_ok(
+            &[
+                "get",
+                "deployments,services",
+                "-n",
+                &ns,
+                "-l",
+                "gateway.networking.k8s.io/gateway-name=gw",
+                "-o",
+                "name",
+            ],
+            None,
+        );
+        left.trim().is_empty().then_some(())
+    });
+}
