@@ -58,6 +58,8 @@ pub enum Command {
     Token(crate::token::TokenArgs),
     /// The samples' demo HTTP service (answers JSON about itself and the request).
     DemoBackend(crate::demo::DemoArgs),
+    /// The echo backend of the Gateway API conformance suite (the `echo-basic` protocol).
+    EchoBackend(crate::echo::EchoArgs),
     /// Local-cluster support: run demo pods on KWOK nodes as local processes.
     PodRunner(crate::podrunner::PodRunnerArgs),
     /// Local-run support: forward loopback ports into the run's network namespace.
@@ -128,6 +130,9 @@ pub enum CliError {
     /// `atrium graph` failed or found what `--fail-on` names.
     #[error("atrium graph: {0}")]
     Graph(#[from] crate::graph::cli::GraphError),
+    /// The echo backend failed.
+    #[error("echo backend: {0}")]
+    Echo(crate::echo::EchoError),
     /// `atrium status` failed.
     #[error("atrium status: {0}")]
     Status(#[from] crate::status::StatusError),
@@ -210,6 +215,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(args) => {
             telemetry::init(cli.log_format, &cli.log_level)?;
             runtime()?.block_on(controller::run(args))?;
+            Ok(())
+        }
+        Command::EchoBackend(args) => {
+            telemetry::init(cli.log_format, &cli.log_level)?;
+            runtime()?
+                .block_on(crate::echo::run(args))
+                .map_err(CliError::Echo)?;
             Ok(())
         }
         Command::DemoBackend(args) => {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod compose;
 pub mod controller;
 pub mod demo;
+pub mod echo;
 pub mod forward;
 pub mod gateway;
 pub mod graph;

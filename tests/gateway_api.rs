@@ -2,8 +2,8 @@
 //! Accepted, a Gateway gets its own data plane (a Deployment the pod runner runs as a real
 //! `atrium gateway --gateway` process on its pod IP) and turns Programmed with that address,
 //! an HTTPRoute attached to it is Accepted and serves requests to a demo backend through the
-//! data plane, a route to a missing Service says so, and deleting the Gateway removes its
-//! data plane.
+//! data plane. The backend is the conformance suite's echo-basic image, run as `atrium echo-backend`. a route to a missing Service says so, and deleting the Gateway removes its
+//! data plane. The backend is the conformance suite's echo-basic image, run as `atrium echo-backend`.
 
 mod support;
 
@@ -48,9 +48,11 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         &[],
     );
     let _runner = start_pod_runner(&ns);
+    // The backend as the conformance suite deploys its own: the echo-basic image, which the
+    // pod runner runs as `atrium echo-backend` on the pod IP, port 3000.
     apply_yaml(
         &ns,
-        "apiVersion: atrium.dev/v1alpha1\nkind: Microservice\nmetadata: {name: echo}\nspec:\n  image: atrium/demo-backend:0.1.0\n  args: [--name, echo]\n  ports: [{name: http, port: 8080}]\n  healthCheck: {path: /healthz, periodSeconds: 1, timeoutSeconds: 1}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {selector: {app: echo}, ports: [{port: 8080, targetPort: 3000}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\nspec:\n  selector: {matchLabels: {app: echo}}\n  template:\n    metadata: {labels: {app: echo}}\n    spec:\n      containers:\n      - name: echo\n        image: registry.k8s.io/gateway-api/echo-basic:v1.5.1\n        env:\n        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n        - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n",
     );
     kubectl_ok(
         &["apply", "--server-side", "-f", "-"],
@@ -163,10 +165,15 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         (r.0 == 200).then_some(r)
     });
     assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("demo JSON");
-    assert_eq!(v["service"], "echo", "{v}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_eq!(v["namespace"], ns.as_str(), "{v}");
+    assert!(
+        v["pod"].as_str().is_some_and(|p| p.starts_with("echo-")),
+        "{v}"
+    );
     assert_eq!(v["path"], "/echo/hello");
-    assert_eq!(v["headers"]["x-via"], "atrium");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["headers"]["X-Via"], serde_json::json!(["atrium"]), "{v}");
     // The broken route matches everything else; its backend does not exist: 500, as the
     // Gateway API says for a rule whose backends are all invalid.
     let (status, body) = http_get_at(&address, 80, "/elsewhere").expect("answer");

@@ -25,6 +25,9 @@ pub(super) enum Program {
     /// container's args, listening on the pod IP, with a kubeconfig for the pod's
     /// ServiceAccount.
     Atrium,
+    /// `echo-basic` images (the Gateway API conformance suite's backends): `atrium
+    /// echo-backend` on `HTTP_PORT` (default 3000), ready when `/health` answers.
+    Echo,
 }
 
 /// The program a container image names, if any.
@@ -33,6 +36,7 @@ pub(super) fn program_of(image: &str) -> Option<Program> {
     match name.split([':', '@']).next().unwrap_or(name) {
         "demo-backend" => Some(Program::Demo),
         "atrium" => Some(Program::Atrium),
+        "echo-basic" => Some(Program::Echo),
         _ => None,
     }
 }
@@ -50,9 +54,24 @@ pub(super) struct Launch {
 
 /// The address a pod's demo process listens on.
 pub(super) fn pod_addr(pod: &Pod) -> Option<SocketAddr> {
-    let (container, _) = demo_container(pod)?;
+    let (container, program) = demo_container(pod)?;
     let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-    Some(SocketAddr::new(ip, probe_port(container)?))
+    let port = match program {
+        Program::Echo => echo_port(container),
+        _ => probe_port(container)?,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The port an echo container serves: its `HTTP_PORT`, else 3000.
+fn echo_port(container: &Container) -> u16 {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "HTTP_PORT")
+        .and_then(|e| e.value.as_deref()?.parse().ok())
+        .unwrap_or(3000)
 }
 
 pub(super) fn demo_container(pod: &Pod) -> Option<(&Container, Program)> {
@@ -219,7 +238,14 @@ pub(super) async fn start(
         .as_ref()
         .and_then(|p| p.http_get.as_ref())
         .and_then(|h| h.path.clone())
-        .unwrap_or_else(|| "/healthz".to_owned());
+        .unwrap_or_else(|| {
+            if program == Program::Echo {
+                "/health"
+            } else {
+                "/healthz"
+            }
+            .to_owned()
+        });
     let _ = std::fs::create_dir_all(&pod_dir);
     let spec = Launch {
         program,
@@ -274,6 +300,9 @@ pub(super) fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
         }
         Program::Atrium => {
             cmd.args(&spec.args);
+        }
+        Program::Echo => {
+            cmd.arg("echo-backend").arg(format!("--listen={addr}"));
         }
     }
     let log = std::fs::OpenOptions::new()

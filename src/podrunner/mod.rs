@@ -266,6 +266,10 @@ mod tests {
         );
         assert_eq!(program_of("nginx:1.27"), None);
         assert_eq!(program_of("atrium/atrium:0.1.0"), Some(Program::Atrium));
+        assert_eq!(
+            program_of("registry.k8s.io/gateway-api/echo-basic:v1.5.1"),
+            Some(Program::Echo)
+        );
         assert!(is_local_pod_ip("198.18.3.4".parse().expect("ip")));
         assert!(!is_local_pod_ip("10.0.0.1".parse().expect("ip")));
     }
