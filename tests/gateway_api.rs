@@ -1,9 +1,10 @@
 //! The Gateway API end to end on the local control plane: a GatewayClass of Atrium's is
 //! Accepted, a Gateway gets its own data plane (a Deployment the pod runner runs as a real
 //! `atrium gateway --gateway` process on its pod IP) and turns Programmed with that address,
-//! an HTTPRoute attached to it is Accepted and serves requests to a demo backend through the
-//! data plane. The backend is the conformance suite's echo-basic image, run as `atrium echo-backend`. a route to a missing Service says so, and deleting the Gateway removes its
-//! data plane. The backend is the conformance suite's echo-basic image, run as `atrium echo-backend`.
+//! an HTTPRoute attached to it is Accepted and serves requests through the data plane to the
+//! conformance suite's kind of backend (the echo-basic image, run as `atrium echo-backend`),
+//! a route to a missing Service says so and answers 500, and deleting the Gateway removes its
+//! data plane.
 
 mod support;
 
