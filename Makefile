@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help build run test fuzz soak bench bench-controller bench-gateway lint unit crds manifests docs-graph cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
+.PHONY: help build run test fuzz soak bench bench-controller bench-gateway lint unit crds manifests docs-graph conformance cluster-up cluster-down cluster-binaries kind-up kind-deploy kind-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ test: ## fmt, clippy, unit and integration tests against a local control plane (
 
 fuzz: ## cargo-fuzz targets for FUZZ_SECONDS each (default 60; needs the nightly toolchain)
 	tools/fuzz.sh
+
+conformance: ## the upstream Gateway API conformance suite (GATEWAY-HTTP) on the local control plane; report in target/conformance/
+	tools/conformance.sh
 
 soak: ## the long fault variants: endpoint churn under load for ATRIUM_SOAK_SECONDS (default 120)
 	tools/test.sh --test churn -- --ignored --nocapture
