@@ -30,12 +30,15 @@ pub struct Entry {
     /// Index of the match in its rule.
     pub match_index: usize,
     /// Precedence within a host: Exact paths first, then prefixes and templates by the length
-    /// of their literal text (longer first), then regular expressions.
+    /// of their literal text (longer first), then regular expressions; among equal paths, a
+    /// match with a method first, then more header matches, then more query matches (the
+    /// Gateway API's order).
     pub rank: Rank,
 }
 
-/// The precedence of a match within a host (lower first).
-pub type Rank = (u8, Reverse<usize>);
+/// The precedence of a match within a host (lower first): path class, literal length, method,
+/// header count, query count.
+pub type Rank = (u8, Reverse<usize>, u8, Reverse<usize>, Reverse<usize>);
 
 /// A compiled route.
 #[derive(Debug)]
@@ -85,7 +88,13 @@ pub fn route(
             });
         let compiled = Arc::new(Rule {
             backends: backends(&known, services),
-            unusable_weight: rule.unusable_weight + missing.iter().map(|b| b.weight).sum::<u32>(),
+            // A Gateway API rule without any backend answers 500 too.
+            unusable_weight: (rule.unusable_weight + missing.iter().map(|b| b.weight).sum::<u32>())
+                .max(u32::from(
+                    rule.missing_is_unusable
+                        && rule.backends.is_empty()
+                        && rule.unusable_weight == 0,
+                )),
             rewrite: rule.filters.rewrite.clone(),
             request_headers: rule.filters.request_headers.clone(),
             response_headers: rule.filters.response_headers.clone(),
@@ -149,11 +158,18 @@ pub fn matchers(rule: &route::Rule) -> Result<Vec<(RequestMatcher, Rank)>, Strin
         .iter()
         .map(|m| {
             let matcher = RequestMatcher::compile(m).map_err(|e| e.to_string())?;
-            let rank = match m.path.kind {
-                PathKind::Exact => (0, Reverse(0)),
-                PathKind::Regex => (2, Reverse(0)),
-                PathKind::Prefix | PathKind::Template => (1, Reverse(matcher.path.literal_len())),
+            let (class, len) = match m.path.kind {
+                PathKind::Exact => (0, 0),
+                PathKind::Regex => (2, 0),
+                PathKind::Prefix | PathKind::Template => (1, matcher.path.literal_len()),
             };
+            let rank = (
+                class,
+                Reverse(len),
+                u8::from(m.method.is_none()),
+                Reverse(m.headers.len()),
+                Reverse(m.query.len()),
+            );
             Ok((matcher, rank))
         })
         .collect()

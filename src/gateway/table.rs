@@ -9,7 +9,6 @@
 //! a matching rule wins. A match that lost a conflict ([`crate::route::conflicts`]) is not
 //! indexed for the host it lost.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -62,7 +61,7 @@ pub struct Inputs {
 struct Indexed {
     matcher: RequestMatcher,
     rule: Arc<Rule>,
-    sort: (u8, Reverse<usize>, i64, String, usize, usize),
+    sort: (compile::Rank, i64, String, usize, usize),
 }
 
 /// The immutable table.
@@ -175,8 +174,7 @@ impl RouteTable {
                     matcher: e.matcher.clone(),
                     rule: e.rule.clone(),
                     sort: (
-                        e.rank.0,
-                        e.rank.1,
+                        e.rank,
                         route.created,
                         key.clone(),
                         e.rule_index,
@@ -403,6 +401,56 @@ mod tests {
         assert_eq!(
             lookup(&t, "h", "GET", "/x").as_deref(),
             Some("shop/newer/0")
+        );
+    }
+
+    /// Among equal paths the Gateway API's order holds even against age: a method first, then
+    /// more header matches, then more query matches.
+    #[test]
+    fn equal_paths_rank_by_method_then_headers_then_query() {
+        let older = route(
+            "older",
+            1,
+            &[],
+            json!([{"name": "one-header", "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"name": "version", "value": "two"}]}], "backends": [{"microservice": "a"}]}]),
+        );
+        let newer = route(
+            "newer",
+            9,
+            &[],
+            json!([
+                {"name": "two-headers", "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"name": "version", "value": "two"}, {"name": "color", "value": "orange"}]}], "backends": [{"microservice": "b"}]},
+                {"name": "method", "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "method": "GET"}], "backends": [{"microservice": "c"}]},
+            ]),
+        );
+        let (t, _) = RouteTable::build(&inputs(vec![older, newer]));
+        let find = |method: &str, headers: &[(&str, &str)]| {
+            let h = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            t.lookup(&Request {
+                host: "h",
+                method,
+                path: "/",
+                query: None,
+                header: &h,
+            })
+            .map(|f| f.rule.id.clone())
+        };
+        assert_eq!(
+            find("GET", &[("version", "two"), ("color", "orange")]).as_deref(),
+            Some("shop/newer/method")
+        );
+        assert_eq!(
+            find("POST", &[("version", "two"), ("color", "orange")]).as_deref(),
+            Some("shop/newer/two-headers")
+        );
+        assert_eq!(
+            find("POST", &[("version", "two")]).as_deref(),
+            Some("shop/older/one-header")
         );
     }
 

@@ -108,6 +108,7 @@ pub fn gateway_status(
         .map(|s| s.listeners.iter().map(|l| (l.name.as_str(), l)).collect())
         .unwrap_or_default();
     let mut all_valid = true;
+    let mut any_valid = false;
     let listeners = gateway
         .spec
         .listeners
@@ -139,6 +140,7 @@ pub fn gateway_status(
                 .unwrap_or_default();
             let accepted = protocol_ok && !conflicted;
             all_valid &= accepted && kinds_ok;
+            any_valid |= accepted;
             set_condition(
                 &mut c,
                 if conflicted {
@@ -216,7 +218,8 @@ pub fn gateway_status(
             );
             ListenerStatus {
                 name: l.name.clone(),
-                supported_kinds: if protocol_ok { supported } else { vec![] },
+                // HTTPS carries HTTPRoutes too (its TLS is what is not served yet).
+                supported_kinds: if carries_http(l) { supported } else { vec![] },
                 attached_routes: attached.get(&l.name).copied().unwrap_or(0),
                 conditions: c,
             }
@@ -225,15 +228,20 @@ pub fn gateway_status(
     let mut conditions = old.map(|s| s.conditions.clone()).unwrap_or_default();
     set_condition(
         &mut conditions,
-        if all_valid {
-            cond("Accepted", true, "Accepted", "gateway accepted".into())
-        } else {
-            cond(
+        match (all_valid, any_valid) {
+            (true, _) => cond("Accepted", true, "Accepted", "gateway accepted".into()),
+            (false, true) => cond(
                 "Accepted",
                 true,
                 "ListenersNotValid",
                 "some listeners are not valid; see status.listeners".into(),
-            )
+            ),
+            (false, false) => cond(
+                "Accepted",
+                false,
+                "ListenersNotValid",
+                "no listener is valid; see status.listeners".into(),
+            ),
         },
     );
     set_condition(
@@ -414,6 +422,32 @@ mod tests {
             s.conditions
                 .iter()
                 .all(|c| c.observed_generation == Some(2))
+        );
+    }
+
+    #[test]
+    fn a_gateway_without_a_valid_listener_is_not_accepted() {
+        let gw: Gateway = serde_saphyr::from_str(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: atrium\n  listeners: [{name: udp, port: 53, protocol: UDP}, {name: tls, port: 443, protocol: HTTPS}]\n",
+        )
+        .expect("gateway");
+        let s = gateway_status(
+            &gw,
+            &[],
+            &NamespaceLabels::new(),
+            &DataPlane::default(),
+            None,
+            &now(),
+        );
+        assert_eq!(
+            find(&s.conditions, "Accepted"),
+            ("False", "ListenersNotValid")
+        );
+        assert!(s.listeners[0].supported_kinds.is_empty());
+        assert_eq!(
+            s.listeners[1].supported_kinds,
+            vec![http_route_kind()],
+            "HTTPS carries HTTPRoutes"
         );
     }
 
