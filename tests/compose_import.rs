@@ -309,8 +309,15 @@ fn invalid_input_fails_with_its_location_and_prints_nothing() {
 /// message; none crashes. One file per object with `-o DIR` too.
 #[test]
 fn public_corpus_converts_and_passes_dry_run() {
+    // `shared/corpus` beside the repository or any parent of it, as the JWT tests find it.
     let corpus = std::env::var_os("ATRIUM_CORPUS_DIR")
         .map(PathBuf::from)
+        .or_else(|| {
+            repo()
+                .ancestors()
+                .map(|a| a.join("shared/corpus"))
+                .find(|d| d.join("compose").is_dir())
+        })
         .unwrap_or_else(|| repo().join("../shared/corpus"))
         .join("compose");
     let Ok(entries) = std::fs::read_dir(&corpus) else {
