@@ -140,7 +140,9 @@ pub fn gateway_status(
                 .unwrap_or_default();
             let accepted = protocol_ok && !conflicted;
             all_valid &= accepted && kinds_ok;
-            any_valid |= accepted;
+            // HTTPS is a protocol Atrium serves (its TLS is what is missing so far): a Gateway
+            // with one is Accepted; only a Gateway with no HTTP-carrying listener is not.
+            any_valid |= carries_http(l) && !conflicted;
             set_condition(
                 &mut c,
                 if conflicted {
@@ -428,22 +430,33 @@ mod tests {
     #[test]
     fn a_gateway_without_a_valid_listener_is_not_accepted() {
         let gw: Gateway = serde_saphyr::from_str(
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: atrium\n  listeners: [{name: udp, port: 53, protocol: UDP}, {name: tls, port: 443, protocol: HTTPS}]\n",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: infra}\nspec:\n  gatewayClassName: atrium\n  listeners: [{name: udp, port: 53, protocol: UDP}, {name: tcp, port: 9000, protocol: TCP}]\n",
         )
         .expect("gateway");
-        let s = gateway_status(
-            &gw,
-            &[],
-            &NamespaceLabels::new(),
-            &DataPlane::default(),
-            None,
-            &now(),
-        );
+        let status = |g: &Gateway| {
+            gateway_status(
+                g,
+                &[],
+                &NamespaceLabels::new(),
+                &DataPlane::default(),
+                None,
+                &now(),
+            )
+        };
+        let s = status(&gw);
         assert_eq!(
             find(&s.conditions, "Accepted"),
             ("False", "ListenersNotValid")
         );
         assert!(s.listeners[0].supported_kinds.is_empty());
+        // HTTPS is accepted at the Gateway (its listener's TLS is what is missing so far).
+        let mut https = gw.clone();
+        https.spec.listeners[1].protocol = "HTTPS".into();
+        let s = status(&https);
+        assert_eq!(
+            find(&s.conditions, "Accepted"),
+            ("True", "ListenersNotValid")
+        );
         assert_eq!(
             s.listeners[1].supported_kinds,
             vec![http_route_kind()],
