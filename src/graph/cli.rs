@@ -136,10 +136,7 @@ async fn from_cluster(args: &GraphArgs) -> Result<Objects, GraphError> {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let api: Api<K> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let api: Api<K> = crate::scope::api(client, namespace);
         api.list(&ListParams::default())
             .await
             .map(|l| l.items)

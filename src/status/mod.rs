@@ -294,10 +294,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<K> = crate::scope::api(client, namespace);
     api.list(lp)
         .await
         .map(|l| l.items)
