@@ -56,3 +56,18 @@ impl ReconcileError {
         }
     }
 }
+
+/// Wraps a client error of `action` on the `kind` named `name` (for `map_err`).
+pub fn api_error(
+    action: &'static str,
+    kind: &'static str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let name = name.to_owned();
+    move |source| ReconcileError::Api {
+        action,
+        kind,
+        name,
+        source,
+    }
+}

@@ -27,7 +27,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::apply::{MANAGER, apply};
-use super::error::ReconcileError;
+use super::error::{ReconcileError, api_error};
 use super::metrics::ControllerMetrics;
 use crate::api::gateway_api::{
     CONTROLLER_NAME, Gateway, GatewayAddress, GatewayClass, HTTPRoute, ReferenceGrant,
@@ -91,20 +91,6 @@ impl Ctx {
             .into_iter()
             .filter(|g| self.ours(g))
             .collect()
-    }
-}
-
-fn api_error(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> ReconcileError {
-    let name = name.to_owned();
-    move |source| ReconcileError::Api {
-        action,
-        kind,
-        name,
-        source,
     }
 }
 

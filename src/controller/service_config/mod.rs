@@ -23,27 +23,13 @@ use tracing::instrument;
 
 use super::apply::{apply, delete_if_exists};
 use super::context::Context;
-use super::error::ReconcileError;
+use super::error::{ReconcileError, api_error};
 use crate::api::conditions::{self as c, find};
 use crate::api::{ServiceConfig, ServiceConfigStatus};
 use status::{ConsumerView, Kept, Observed};
 
 /// Name of this reconciler in metrics and logs.
 pub const CONTROLLER: &str = "serviceconfig";
-
-fn api_err(
-    action: &'static str,
-    kind: &'static str,
-    name: &str,
-) -> impl FnOnce(kube::Error) -> ReconcileError {
-    let name = name.to_owned();
-    move |source| ReconcileError::Api {
-        action,
-        kind,
-        name,
-        source,
-    }
-}
 
 /// Reconciles one ServiceConfig.
 #[instrument(skip_all, fields(serviceconfig = %sc.name_any(), namespace = sc.namespace().unwrap_or_default()))]
@@ -72,7 +58,7 @@ pub async fn reconcile(
     let listed = cms
         .list(&ListParams::default().labels(&format!("{}={name}", revision::CONFIG_LABEL)))
         .await
-        .map_err(api_err("list", "ConfigMap", &name))?;
+        .map_err(api_error("list", "ConfigMap", &name))?;
     let mut history: Vec<Kept> = listed
         .items
         .iter()
@@ -161,7 +147,7 @@ async fn referenced_config_maps(ctx: &Context, ns: &str) -> Result<Vec<String>, 
         .api::<ReplicaSet>(ns)
         .list(&ListParams::default())
         .await
-        .map_err(api_err("list", "ReplicaSet", ns))?;
+        .map_err(api_error("list", "ReplicaSet", ns))?;
     for r in rs.items {
         let running = r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0
             || r.status.as_ref().is_some_and(|s| s.replicas > 0);
@@ -173,7 +159,7 @@ async fn referenced_config_maps(ctx: &Context, ns: &str) -> Result<Vec<String>, 
         .api::<Deployment>(ns)
         .list(&ListParams::default())
         .await
-        .map_err(api_err("list", "Deployment", ns))?;
+        .map_err(api_error("list", "Deployment", ns))?;
     for d in ds.items {
         collect_refs(d.spec.map(|s| s.template), &mut names);
     }
