@@ -93,9 +93,12 @@ pub fn route(
                 .max(u32::from(
                     rule.missing_is_unusable
                         && rule.backends.is_empty()
-                        && rule.unusable_weight == 0,
+                        && rule.unusable_weight == 0
+                        && rule.filters.redirect.is_none(),
                 )),
             rewrite: rule.filters.rewrite.clone(),
+            host_rewrite: rule.filters.host_rewrite.clone(),
+            redirect: rule.filters.redirect.clone(),
             request_headers: rule.filters.request_headers.clone(),
             response_headers: rule.filters.response_headers.clone(),
             forward_path_parameters: rule.filters.forward_path_parameters,
@@ -113,6 +116,7 @@ pub fn route(
             "matches": rule.matches,
             "backends": compiled.backends,
             "rewrite": rule.filters.rewrite,
+            "redirect": rule.filters.redirect,
             "policies": compiled.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),
         }));
         for (mi, (matcher, rank)) in matchers(rule)?.into_iter().enumerate() {

@@ -21,6 +21,7 @@ use super::metrics::{GatewayMetrics, code_label, method_label};
 use super::outlier::Outliers;
 use super::path;
 use super::policy::{self, Outcome, RequestState};
+use super::rule::RedirectFrom;
 use super::sampling::Sampler;
 use super::table::{Found, Request, RouteTable, Rule};
 use crate::route::{HashKey, RetryOn};
@@ -155,6 +156,14 @@ fn past_deadline(ctx: &Ctx, end_of_stream: bool) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Whether the client's connection is TLS.
+fn downstream_tls(session: &Session) -> bool {
+    session
+        .as_downstream()
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
 }
 
 fn host_of(session: &Session) -> String {
@@ -384,6 +393,25 @@ impl ProxyHttp for Gateway {
             respond(session, status, body, &headers, &ctx.request_id).await?;
             return Ok(true);
         }
+        if let Some(redirect) = &rule.redirect {
+            let from = RedirectFrom {
+                tls: downstream_tls(session),
+                port: session
+                    .server_addr()
+                    .and_then(|a| a.as_inet())
+                    .map_or(80, SocketAddr::port),
+                host: &ctx.host,
+                path: &matching,
+                query: session.req_header().uri.query(),
+            };
+            let location = rule.redirect_location(redirect, &found, from);
+            let mut resp = ResponseHeader::build(redirect.status, Some(3))?;
+            resp.insert_header(http::header::LOCATION, location)?;
+            resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
+        }
         if rule.unusable_turn() {
             let msg = format!(
                 "route {} sends this share of requests to a backend that cannot be used",
@@ -541,13 +569,13 @@ impl ProxyHttp for Gateway {
             };
             upstream.insert_header("x-forwarded-for", forwarded)?;
         }
-        let tls = session
-            .as_downstream()
-            .digest()
-            .is_some_and(|d| d.ssl_digest.is_some());
+        let tls = downstream_tls(session);
         upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
         if !ctx.host.is_empty() {
             upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        }
+        if let Some(host) = ctx.rule.as_ref().and_then(|r| r.host_rewrite.as_deref()) {
+            upstream.insert_header(http::header::HOST, host)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         if let Some(m) = ctx.rule.as_ref().and_then(|r| r.request_headers.as_ref()) {

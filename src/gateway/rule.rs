@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::balance::{self, Balance, Slot};
 use super::matcher::fill_template;
 use super::policy::Policy;
-use crate::route::{HashKey, HeaderChanges, Retries, Rewrite};
+use crate::route::{HashKey, HeaderChanges, Redirect, Retries, Rewrite};
 
 /// A backend of a rule, resolved to addresses.
 #[derive(Debug, Serialize)]
@@ -72,6 +72,12 @@ pub struct Rule {
     /// Path rewrite.
     #[serde(skip)]
     pub rewrite: Option<Rewrite>,
+    /// The Host header to send instead of the client's.
+    #[serde(skip)]
+    pub host_rewrite: Option<String>,
+    /// Answer with this redirect instead of forwarding.
+    #[serde(skip)]
+    pub redirect: Option<Redirect>,
     /// Request header changes.
     #[serde(skip)]
     pub request_headers: Option<HeaderChanges>,
@@ -170,18 +176,76 @@ impl Rule {
 
     /// The path to forward, given the normalised request path and what the match captured.
     pub fn rewrite_path(&self, path: &str, found: &Found) -> String {
-        match &self.rewrite {
-            None => path.to_owned(),
-            Some(Rewrite::ReplaceFull(v)) => v.clone(),
-            Some(Rewrite::Template(v)) => fill_template(v, &found.params),
-            Some(Rewrite::ReplacePrefix(v)) => {
-                let rest = path.get(found.prefix_len..).unwrap_or("");
-                match (v.ends_with('/'), rest.starts_with('/')) {
-                    (true, true) => format!("{v}{}", &rest[1..]),
-                    (false, false) if !rest.is_empty() => format!("{v}/{rest}"),
-                    _ if rest.is_empty() => v.clone(),
-                    _ => format!("{v}{rest}"),
-                }
+        rewritten(self.rewrite.as_ref(), path, found)
+    }
+
+    /// Where the rule's redirect sends a request: the `Location` value. `tls` and `port` say
+    /// how the request came in; `host` is its host without a port; `query` is kept.
+    pub fn redirect_location(
+        &self,
+        redirect: &Redirect,
+        found: &Found,
+        request: RedirectFrom<'_>,
+    ) -> String {
+        let scheme =
+            redirect
+                .scheme
+                .as_deref()
+                .unwrap_or(if request.tls { "https" } else { "http" });
+        let port = redirect.port.unwrap_or(match redirect.scheme.as_deref() {
+            Some("https") => 443,
+            Some("http") => 80,
+            _ => request.port,
+        });
+        let host = redirect.hostname.as_deref().unwrap_or(request.host);
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let default_port = matches!((scheme, port), ("http", 80) | ("https", 443));
+        let path = rewritten(redirect.path.as_ref(), request.path, found);
+        let mut location = if default_port {
+            format!("{scheme}://{host}{path}")
+        } else {
+            format!("{scheme}://{host}:{port}{path}")
+        };
+        if let Some(q) = request.query {
+            location.push('?');
+            location.push_str(q);
+        }
+        location
+    }
+}
+
+/// How the request a redirect answers came in.
+#[derive(Clone, Copy, Debug)]
+pub struct RedirectFrom<'a> {
+    /// Over TLS.
+    pub tls: bool,
+    /// The listener port it arrived on.
+    pub port: u16,
+    /// Its host, without a port.
+    pub host: &'a str,
+    /// Its normalised path.
+    pub path: &'a str,
+    /// Its query string.
+    pub query: Option<&'a str>,
+}
+
+/// `path` after `rewrite`, given what the match captured.
+fn rewritten(rewrite: Option<&Rewrite>, path: &str, found: &Found) -> String {
+    match rewrite {
+        None => path.to_owned(),
+        Some(Rewrite::ReplaceFull(v)) => v.clone(),
+        Some(Rewrite::Template(v)) => fill_template(v, &found.params),
+        Some(Rewrite::ReplacePrefix(v)) => {
+            let rest = path.get(found.prefix_len..).unwrap_or("");
+            match (v.ends_with('/'), rest.starts_with('/')) {
+                (true, true) => format!("{v}{}", &rest[1..]),
+                (false, false) if !rest.is_empty() => format!("{v}/{rest}"),
+                _ if rest.is_empty() => v.clone(),
+                _ => format!("{v}{rest}"),
             }
         }
     }

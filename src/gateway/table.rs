@@ -486,6 +486,67 @@ mod tests {
         assert_eq!(rewrite("/old"), "/new");
     }
 
+    /// HTTPRoute redirects: every part not set is the request's; the port follows the
+    /// scheme when one is set and is left out of the Location when it is the scheme's own.
+    #[test]
+    fn redirects_keep_what_they_do_not_set() {
+        let r: crate::api::gateway_api::HTTPRoute = serde_saphyr::from_str(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: shop}\nspec:\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /host}}]\n    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 302}}]\n  - matches: [{path: {type: PathPrefix, value: /scheme}}]\n    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]\n  - matches: [{path: {type: PathPrefix, value: /port}}]\n    filters: [{type: RequestRedirect, requestRedirect: {port: 8443}}]\n  - matches: [{path: {type: PathPrefix, value: /prefix/one}}]\n    filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}}}]\n",
+        )
+        .expect("route");
+        let compiled = route::http_route::compile(&r, vec![], &[]).map(|c| c.route);
+        let (t, errors) = RouteTable::build(&Inputs {
+            routes: vec![compiled],
+            ..Inputs::default()
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        let no_headers = |_: &str| None;
+        let location = |path: &str, port: u16, tls: bool| {
+            let f = t
+                .lookup(&Request {
+                    host: "h",
+                    method: "GET",
+                    path,
+                    query: Some("q=1"),
+                    header: &no_headers,
+                })
+                .expect("match");
+            let redirect = f.rule.redirect.clone().expect("a redirect rule");
+            assert_eq!(f.rule.unusable_weight, 0, "a redirect needs no backend");
+            let from = super::super::rule::RedirectFrom {
+                tls,
+                port,
+                host: "h",
+                path,
+                query: Some("q=1"),
+            };
+            (
+                redirect.status,
+                f.rule.redirect_location(&redirect, &f, from),
+            )
+        };
+        assert_eq!(
+            location("/host/x", 80, false),
+            (302, "http://example.org/host/x?q=1".into())
+        );
+        assert_eq!(
+            location("/host", 8080, false),
+            (302, "http://example.org:8080/host?q=1".into())
+        );
+        assert_eq!(
+            location("/scheme", 8080, false),
+            (301, "https://h/scheme?q=1".into())
+        );
+        assert_eq!(
+            location("/port", 443, true),
+            (301, "https://h:8443/port?q=1".into())
+        );
+        assert_eq!(
+            location("/prefix/one/two", 80, false),
+            (301, "http://h/one/two?q=1".into())
+        );
+    }
+
     #[test]
     fn weights_split_traffic_and_missing_endpoints_are_skipped() {
         let r = route(

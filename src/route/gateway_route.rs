@@ -196,6 +196,8 @@ pub fn filters(route: &GatewayRoute, rule: &api::RouteRule) -> Filters {
         request_headers: rule.request_headers.as_ref().map(headers),
         response_headers: rule.response_headers.as_ref().map(headers),
         forward_path_parameters: route.spec.path_parameters == Some(api::PathParameters::Forward),
+        host_rewrite: None,
+        redirect: None,
     }
 }
 

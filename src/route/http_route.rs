@@ -11,7 +11,7 @@ use kube::ResourceExt;
 
 use super::{
     BackendKind, BackendRef, Balance, Filters, HeaderChanges, Invalid, Match, PathKind, PathMatch,
-    Policies, Rewrite, Route, RouteRef, Rule, ValueKind, ValueMatch,
+    Policies, Redirect, Rewrite, Route, RouteRef, Rule, ValueKind, ValueMatch,
 };
 use crate::api::gateway_api::http_route as api;
 use crate::api::gateway_api::{HTTPRoute, ReferenceGrant, reference_allowed};
@@ -218,34 +218,67 @@ pub fn filters(
                     .url_rewrite
                     .as_ref()
                     .ok_or("URLRewrite without urlRewrite")?;
-                if rewrite.hostname.is_some() {
-                    return Err("URLRewrite of the hostname is not supported yet".into());
+                out.host_rewrite.clone_from(&rewrite.hostname);
+                out.rewrite = path_modifier(rewrite.path.as_ref(), matches)?;
+            }
+            "RequestRedirect" => {
+                let r = f
+                    .request_redirect
+                    .as_ref()
+                    .ok_or("RequestRedirect without requestRedirect")?;
+                let status = r.status_code.unwrap_or(301);
+                if ![301, 302, 303, 307, 308].contains(&status) {
+                    return Err(format!("redirect status {status} is not supported"));
                 }
-                out.rewrite = match &rewrite.path {
-                    None => None,
-                    Some(p) if p.type_ == "ReplaceFullPath" => Some(Rewrite::ReplaceFull(
-                        p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
-                    )),
-                    Some(p) if p.type_ == "ReplacePrefixMatch" => {
-                        let prefix_only = matches.iter().all(|m| {
-                            m.path.as_ref().is_none_or(|p| {
-                                p.type_.as_deref().is_none_or(|t| t == "PathPrefix")
-                            })
-                        });
-                        if !prefix_only {
-                            return Err("ReplacePrefixMatch needs PathPrefix matches".into());
-                        }
-                        Some(Rewrite::ReplacePrefix(
-                            p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
-                        ))
-                    }
-                    Some(p) => return Err(format!("path modifier {} is not supported", p.type_)),
-                };
+                if let Some(s) = r
+                    .scheme
+                    .as_deref()
+                    .filter(|s| !["http", "https"].contains(s))
+                {
+                    return Err(format!("redirect scheme {s} is not supported"));
+                }
+                out.redirect = Some(Redirect {
+                    scheme: r.scheme.clone(),
+                    hostname: r.hostname.clone(),
+                    port: r.port,
+                    path: path_modifier(r.path.as_ref(), matches)?,
+                    status,
+                });
             }
             other => return Err(format!("filter {other} is not supported yet")),
         }
     }
+    if out.redirect.is_some() && out.rewrite.is_some() {
+        return Err("RequestRedirect and URLRewrite cannot both be used".into());
+    }
     Ok(out)
+}
+
+/// A path modifier of URLRewrite or RequestRedirect.
+fn path_modifier(
+    modifier: Option<&api::PathModifier>,
+    matches: &[api::HTTPRouteMatch],
+) -> Result<Option<Rewrite>, String> {
+    Ok(match modifier {
+        None => None,
+        Some(p) if p.type_ == "ReplaceFullPath" => Some(Rewrite::ReplaceFull(
+            p.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+        )),
+        Some(p) if p.type_ == "ReplacePrefixMatch" => {
+            let prefix_only = matches.iter().all(|m| {
+                m.path
+                    .as_ref()
+                    .is_none_or(|p| p.type_.as_deref().is_none_or(|t| t == "PathPrefix"))
+            });
+            if !prefix_only {
+                return Err("ReplacePrefixMatch needs PathPrefix matches".into());
+            }
+            Some(Rewrite::ReplacePrefix(
+                p.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+            ))
+        }
+        Some(p) => return Err(format!("path modifier {} is not supported", p.type_)),
+    })
 }
 
 /// The rule's backends: Services, in the route's namespace or one that grants it. The others

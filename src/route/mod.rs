@@ -210,6 +210,26 @@ pub struct Filters {
     pub response_headers: Option<HeaderChanges>,
     /// Forward `;` path parameters to the backend (matching always ignores them).
     pub forward_path_parameters: bool,
+    /// The Host header to send instead of the client's.
+    pub host_rewrite: Option<String>,
+    /// Answer with a redirect instead of forwarding.
+    pub redirect: Option<Redirect>,
+}
+
+/// A redirect the gateway answers itself; every part not set is the request's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    /// The host.
+    pub hostname: Option<String>,
+    /// The port; when unset, the scheme's well-known port if the scheme is set, else the
+    /// port the request came in on.
+    pub port: Option<u16>,
+    /// The path (`ReplaceFull` or `ReplacePrefix`).
+    pub path: Option<Rewrite>,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
 }
 
 /// A path rewrite.

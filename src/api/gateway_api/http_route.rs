@@ -132,7 +132,7 @@ pub struct HTTPRouteFilter {
     pub url_rewrite: Option<UrlRewrite>,
     /// For `RequestRedirect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_redirect: Option<serde_json::Value>,
+    pub request_redirect: Option<RequestRedirect>,
     /// For `ExtensionRef`: `{group, kind, name}` in the route's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_ref: Option<serde_json::Value>,
@@ -170,6 +170,27 @@ pub struct UrlRewrite {
     /// The path to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathModifier>,
+}
+
+/// `RequestRedirect`: the gateway answers with a redirect instead of forwarding.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRedirect {
+    /// `http` or `https` (default: the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The host (default: the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The path (default: the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+    /// The port (default: the scheme's well-known port, else the listener's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// 301 (default) or 302; the extended values 303, 307 and 308.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
 }
 
 /// How a path is rewritten.
