@@ -3,8 +3,10 @@
 //! `atrium gateway --gateway` process on its pod IP) and turns Programmed with that address,
 //! an HTTPRoute attached to it is Accepted and serves requests through the data plane to the
 //! conformance suite's kind of backend (the echo-basic image, run as `atrium echo-backend`),
-//! a route to a missing Service says so and answers 500, and deleting the Gateway removes its
-//! data plane.
+//! a route to a missing Service says so and answers 500, HTTPS listeners serve their own
+//! certificates by SNI (one in another namespace only once a ReferenceGrant allows it), a
+//! RequestRedirect is answered by the data plane, and deleting the Gateway removes its data
+//! plane.
 
 mod support;
 
@@ -49,6 +51,30 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         &[],
     );
     let _runner = start_pod_runner(&ns);
+    // Two certificates: one beside the Gateway, one in another namespace (usable only through
+    // a ReferenceGrant).
+    let certs_ns = namespace("gwapi-certs");
+    let (shop_dir, other_dir) = (temp_dir("gwapi-shop"), temp_dir("gwapi-other"));
+    let (shop_crt, shop_key) = self_signed_cert_for(&shop_dir, "shop.local");
+    let (other_crt, other_key) = self_signed_cert_for(&other_dir, "other.local");
+    for (secret_ns, name, crt, key) in [
+        (&ns, "shop-cert", &shop_crt, &shop_key),
+        (&certs_ns, "other-cert", &other_crt, &other_key),
+    ] {
+        kubectl_ok(
+            &[
+                "create",
+                "secret",
+                "tls",
+                name,
+                "-n",
+                secret_ns,
+                &format!("--cert={}", crt.display()),
+                &format!("--key={}", key.display()),
+            ],
+            None,
+        );
+    }
     // The backend as the conformance suite deploys its own: the echo-basic image, which the
     // pod runner runs as `atrium echo-backend` on the pod IP, port 3000.
     apply_yaml(
@@ -64,7 +90,7 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
     apply_yaml(
         &ns,
         &format!(
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  gatewayClassName: {class}\n  listeners:\n  - {{name: http, port: 80, protocol: HTTP}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /echo}}}}]\n    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-via, value: atrium}}]}}}}]\n    backendRefs: [{{name: echo, port: 8080}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: broken}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{{name: nowhere, port: 80}}]}}]\n"
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  gatewayClassName: {class}\n  listeners:\n  - {{name: http, port: 80, protocol: HTTP}}\n  - {{name: https, port: 443, protocol: HTTPS, hostname: shop.local, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}\n  - {{name: https-other, port: 443, protocol: HTTPS, hostname: other.local, tls: {{certificateRefs: [{{name: other-cert, namespace: {certs_ns}}}]}}}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: to-https}}\nspec:\n  parentRefs: [{{name: gw, sectionName: http}}]\n  hostnames: [shop.local]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /account}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {{scheme: https, statusCode: 301}}}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /echo}}}}]\n    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-via, value: atrium}}]}}}}]\n    backendRefs: [{{name: echo, port: 8080}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: broken}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{{name: nowhere, port: 80}}]}}]\n"
         ),
     );
 
@@ -119,8 +145,29 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
             "gw",
             "{.status.listeners[0].attachedRoutes}"
         ),
-        "2"
+        "3"
     );
+    let listener = |name: &str, what: &str| {
+        jsonpath(
+            Some(&ns),
+            "gateway",
+            "gw",
+            &format!(
+                "{{.status.listeners[?(@.name==\"{name}\")].conditions[?(@.type==\"{what}\")].reason}}"
+            ),
+        )
+    };
+    wait_until(
+        "the HTTPS listeners' certificates to be judged",
+        WAIT,
+        || {
+            (listener("https", "Programmed") == "Programmed"
+                && listener("https-other", "ResolvedRefs") == "RefNotPermitted")
+                .then_some(())
+        },
+    );
+    assert_eq!(listener("https", "ResolvedRefs"), "ResolvedRefs");
+    assert_eq!(listener("https-other", "Programmed"), "Invalid");
     wait_until(
         "the route to be Accepted with resolved references",
         WAIT,
@@ -179,6 +226,63 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
     // Gateway API says for a rule whose backends are all invalid.
     let (status, body) = http_get_at(&address, 80, "/elsewhere").expect("answer");
     assert_eq!(status, 500, "{body}");
+
+    // HTTPS: the listener's own certificate for its hostname (curl trusts only that one).
+    let https = |host: &str, ca: &std::path::Path| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(ca)
+            .args(["--resolve", &format!("{host}:443:{address}")])
+            .arg(format!("https://{host}/echo/tls"))
+            .output()
+            .expect("curl runs");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = wait_until("HTTPS to serve shop.local", WAIT, || {
+        let r = https("shop.local", &shop_crt);
+        (r.0 == "200").then_some(r)
+    });
+    assert_eq!(code, "200", "{err}");
+    // The redirect on the HTTP listener, answered by the data plane itself.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args(["-H", "Host: shop.local"])
+        .arg(format!("http://{address}/account/7?tab=1"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "301 https://shop.local/account/7?tab=1"
+    );
+    // other.local's Secret is in another namespace: not served until a grant allows it.
+    let (code, _) = https("other.local", &other_crt);
+    assert_ne!(
+        code, "200",
+        "a certificate the Gateway may not use was served"
+    );
+    kubectl_ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: gateways, namespace: {certs_ns}}}\nspec:\n  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: {ns}}}]\n  to: [{{group: '', kind: Secret, name: other-cert}}]\n"
+        )),
+    );
+    wait_until("the granted listener to resolve", WAIT, || {
+        (listener("https-other", "ResolvedRefs") == "ResolvedRefs").then_some(())
+    });
+    let (code, err) = wait_until("HTTPS to serve other.local by SNI", WAIT, || {
+        let r = https("other.local", &other_crt);
+        (r.0 == "200").then_some(r)
+    });
+    assert_eq!(code, "200", "{err}");
 
     // Deleting the Gateway takes its data plane with it.
     kubectl_ok(

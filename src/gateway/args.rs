@@ -20,10 +20,11 @@ pub struct GatewayArgs {
     /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
-    /// Address that serves TLS (HTTP/1.1 and HTTP/2 via ALPN); needs --tls-cert and --tls-key,
-    /// or --tls-secret.
-    #[arg(long, env = "ATRIUM_TLS_LISTEN")]
-    pub tls_listen: Option<SocketAddr>,
+    /// Addresses that serve TLS (HTTP/1.1 and HTTP/2 via ALPN; repeat or separate with
+    /// commas). Needs --tls-cert and --tls-key, or --tls-secret; with --gateway the
+    /// certificates are the Gateway's HTTPS listeners' on that port, chosen by SNI.
+    #[arg(long, value_delimiter = ',', env = "ATRIUM_TLS_LISTEN")]
+    pub tls_listen: Vec<SocketAddr>,
     /// A `kubernetes.io/tls` Secret (`namespace/name`) holding the certificate and key for
     /// --tls-listen, read at startup.
     #[arg(long, env = "ATRIUM_TLS_SECRET", requires = "tls_listen", conflicts_with_all = ["tls_cert", "tls_key"])]

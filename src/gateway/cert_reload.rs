@@ -31,17 +31,25 @@ impl ResolvesServerCert for ReloadingCert {
 
 /// Reads a certificate chain and its private key.
 pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    from_pem(&read(cert)?, &read(key)?)
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
+}
+
+/// A certificate chain and its private key from PEM bytes (a `kubernetes.io/tls` Secret's
+/// `tls.crt` and `tls.key`): at least one certificate, a key rustls can sign with, and the key
+/// matching the certificate.
+pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
+        return Err("no certificate in the PEM data".into());
     }
-    let key_der =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("the private key is not PEM: {e}"))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key_der)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(|e| format!("the private key cannot sign: {e}"))?;
     let certified = CertifiedKey::new(chain, signer);
     certified
         .keys_match()

@@ -2,30 +2,34 @@
 //! the controller provisions it.
 //!
 //! Reflectors on that Gateway, HTTPRoutes, ReferenceGrants, Namespaces (for `allowedRoutes`
-//! selectors), Services and EndpointSlices feed one route table per listener port: each
-//! port serves the HTTPRoutes attached to its listeners ([`crate::route::attach`], the rule the
-//! controller's status uses too), compiled with the hostnames they share with those
-//! listeners.
+//! selectors), Services, EndpointSlices and `kubernetes.io/tls` Secrets feed one route table
+//! per listener port: each port serves the HTTPRoutes attached to its listeners
+//! ([`crate::route::attach`], the rule the controller's status uses too), compiled with the
+//! hostnames they share with those listeners. Each TLS port serves its HTTPS listeners'
+//! certificates by SNI ([`super::sni`]), those [`crate::route::listener_tls`] lets it use.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use tracing::{error, info};
+use rustls::sign::CertifiedKey;
+use tracing::{error, info, warn};
 
 use super::cluster::{ClusterError, next_burst, reflect, service_entries, spawn_notify};
 use super::metrics::TableMetrics;
 use super::policy::{PolicyEnv, Secrets};
+use super::sni::{SniCerts, SniEntry};
 use super::table::{Inputs, RouteTable, ServiceEntry};
 use crate::api::gateway_api::{Gateway, HTTPRoute, ReferenceGrant};
 use crate::route::attach::attach;
 use crate::route::http_route;
+use crate::route::listener_tls::{certificate_refs, certified_key, terminates_tls};
 use crate::watch::WatchHealth;
 
 /// What gateway mode serves and where it puts the result.
@@ -36,6 +40,8 @@ pub struct GatewaySource {
     pub name: String,
     /// One table per port the process listens on.
     pub tables: BTreeMap<u16, Arc<ArcSwap<RouteTable>>>,
+    /// The certificates of each TLS port.
+    pub certs: BTreeMap<u16, Arc<SniCerts>>,
     /// Set once the first complete tables are in place.
     pub ready: Arc<AtomicBool>,
     /// Build metrics.
@@ -63,6 +69,12 @@ struct Stores {
     namespaces: Store<Namespace>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    secrets: Store<Secret>,
+    /// Parsed certificates by Secret `namespace/name@resourceVersion` (parsing a key on every
+    /// endpoint change would cost more than the rest of a rebuild).
+    parsed: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// The certificate problems last logged (each is logged when it appears, not per build).
+    problems: Mutex<Vec<String>>,
 }
 
 async fn watch(client: Client, source: GatewaySource) {
@@ -70,6 +82,7 @@ async fn watch(client: Client, source: GatewaySource) {
         namespace,
         name,
         tables,
+        certs,
         ready,
         updates,
         env,
@@ -83,6 +96,7 @@ async fn watch(client: Client, source: GatewaySource) {
     let (namespaces, w4) = reflector::store::<Namespace>();
     let (services, w5) = reflector::store::<Service>();
     let (slices, w6) = reflector::store::<EndpointSlice>();
+    let (secrets, w7) = reflector::store::<Secret>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let one = cfg.clone().fields(&format!("metadata.name={name}"));
     spawn_notify(
@@ -128,12 +142,20 @@ async fn watch(client: Client, source: GatewaySource) {
         "endpointslices",
         reflect("endpointslices", w6, Api::all(client.clone()), labelled, h),
     );
+    // Only TLS Secrets: those are the only ones a listener can use.
+    let tls_only = cfg.clone().fields("type=kubernetes.io/tls");
+    spawn_notify(
+        &tx,
+        "secrets",
+        reflect("secrets/tls", w7, Api::all(client.clone()), tls_only, h),
+    );
     let _ = gateways.wait_until_ready().await;
     let _ = routes.wait_until_ready().await;
     let _ = grants.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
+    let _ = secrets.wait_until_ready().await;
     let stores = Stores {
         gateways,
         routes,
@@ -141,13 +163,97 @@ async fn watch(client: Client, source: GatewaySource) {
         namespaces,
         services,
         slices,
+        secrets,
+        parsed: Mutex::new(HashMap::new()),
+        problems: Mutex::new(Vec::new()),
     };
     rebuild(&stores, &tables, &updates, &env);
+    load_certs(&stores, &certs);
     ready.store(true, Ordering::Release);
     info!(gateway = %format!("{namespace}/{name}"), ports = ?tables.keys().collect::<Vec<_>>(), "gateway mode: first route tables built");
     while next_burst(&mut rx).await {
         rebuild(&stores, &tables, &updates, &env);
+        load_certs(&stores, &certs);
     }
+}
+
+/// Puts each TLS port's usable certificates in place: its HTTPS listeners whose references
+/// resolve, each with its hostname.
+fn load_certs(stores: &Stores, ports: &BTreeMap<u16, Arc<SniCerts>>) {
+    if ports.is_empty() {
+        return;
+    }
+    let Some(gateway) = stores.gateways.state().into_iter().next() else {
+        for c in ports.values() {
+            c.store(vec![]);
+        }
+        return;
+    };
+    let grants: Vec<ReferenceGrant> = stores
+        .grants
+        .state()
+        .iter()
+        .map(|g| (**g).clone())
+        .collect();
+    let mut parsed = stores
+        .parsed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut used = HashMap::new();
+    let mut problems = Vec::new();
+    for (port, certs) in ports {
+        let mut entries = Vec::new();
+        for l in gateway
+            .spec
+            .listeners
+            .iter()
+            .filter(|l| l.port == *port && terminates_tls(l))
+        {
+            let refs = match certificate_refs(&gateway, l, &grants) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("listener {}: {}: {}", l.name, e.reason, e.message));
+                    continue;
+                }
+            };
+            for (ns, name) in refs {
+                let secret = stores.secrets.get(&ObjectRef::new(&name).within(&ns));
+                let key = format!(
+                    "{ns}/{name}@{}",
+                    secret
+                        .as_ref()
+                        .and_then(|s| s.metadata.resource_version.clone())
+                        .unwrap_or_default()
+                );
+                let cert = match parsed.get(&key) {
+                    Some(c) => Ok(c.clone()),
+                    None => certified_key(secret.as_deref(), &ns, &name).map(Arc::new),
+                };
+                match cert {
+                    Ok(c) => {
+                        used.insert(key, c.clone());
+                        entries.push(SniEntry {
+                            hostname: l.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+                            key: c,
+                        });
+                    }
+                    Err(e) => {
+                        problems.push(format!("listener {}: {}: {}", l.name, e.reason, e.message));
+                    }
+                }
+            }
+        }
+        certs.store(entries);
+    }
+    *parsed = used;
+    let mut last = stores
+        .problems
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for p in problems.iter().filter(|p| !last.contains(p)) {
+        warn!("a certificate is not served: {p}");
+    }
+    *last = problems;
 }
 
 fn rebuild(

@@ -27,6 +27,7 @@ pub mod proxy;
 pub mod rule;
 pub mod sampling;
 pub mod shadowing;
+pub mod sni;
 pub mod table;
 mod tls;
 
@@ -81,7 +82,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         .iter()
         .copied()
         .chain([args.admin_listen])
-        .chain(args.tls_listen)
+        .chain(args.tls_listen.iter().copied())
     {
         std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     }
@@ -96,6 +97,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     let tables: std::collections::BTreeMap<u16, Arc<ArcSwap<table::RouteTable>>> = args
         .listen
         .iter()
+        .chain(&args.tls_listen)
         .map(|a| {
             let t = if args.gateway.is_some() {
                 Arc::new(ArcSwap::from_pointee(table::RouteTable::default()))
@@ -105,6 +107,15 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             (a.port(), t)
         })
         .collect();
+    // Gateway mode: each TLS port serves its HTTPS listeners' certificates by SNI.
+    let sni_certs: std::collections::BTreeMap<u16, Arc<sni::SniCerts>> = if args.gateway.is_some() {
+        args.tls_listen
+            .iter()
+            .map(|a| (a.port(), Arc::new(sni::SniCerts::default())))
+            .collect()
+    } else {
+        std::collections::BTreeMap::new()
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let watches = crate::watch::WatchHealth::new();
     registry.register(Box::new(watches.clone()))?;
@@ -119,6 +130,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             namespace: namespace.clone(),
             name: name.clone(),
             tables: tables.clone(),
+            certs: sni_certs.clone(),
             ready: ready.clone(),
             updates,
             env,
@@ -194,44 +206,52 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
         front.add_tcp(&addr.to_string());
         fronts.push(front);
     }
-    let mut front = front_for(table.clone(), "atrium gateway tls".to_owned());
-    if let Some(addr) = &args.tls_listen {
-        let (cert, key) = tls::files(&args)?;
-        let path = |p: &PathBuf| {
-            p.to_str()
-                .map(str::to_owned)
-                .ok_or_else(|| GatewayError::Tls(format!("{} is not UTF-8", p.display())))
+    if !args.tls_listen.is_empty() {
+        let resolver: Option<Arc<dyn rustls::server::ResolvesServerCert>> = if sni_certs.is_empty()
+        {
+            let (cert, key) = tls::files(&args)?;
+            // Served through a resolver that follows the files: renewals need no restart.
+            let reloads = prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "atrium_gateway_tls_reloads_total",
+                    "Reloads of the TLS certificate files after they changed, by result",
+                ),
+                &["result"],
+            )?;
+            tls_registry.register(Box::new(reloads.clone()))?;
+            Some(
+                cert_reload::ReloadingCert::start(cert.clone(), key.clone(), reloads)
+                    .map_err(GatewayError::Tls)?,
+            )
+        } else {
+            None
         };
-        let mut settings =
-            pingora::listeners::tls::TlsSettings::intermediate(&path(&cert)?, &path(&key)?)
-                .map_err(|e| {
-                    GatewayError::Tls(format!(
-                        "loading {} and {}: {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?;
-        // Served through a resolver that follows the files: renewals need no restart.
-        let reloads = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "atrium_gateway_tls_reloads_total",
-                "Reloads of the TLS certificate files after they changed, by result",
-            ),
-            &["result"],
-        )?;
-        tls_registry.register(Box::new(reloads.clone()))?;
-        let resolver = cert_reload::ReloadingCert::start(cert.clone(), key.clone(), reloads)
-            .map_err(GatewayError::Tls)?;
-        settings.set_cert_resolver(resolver);
-        settings.enable_h2();
-        front.add_tls_with_settings(&addr.to_string(), None, settings);
+        for addr in &args.tls_listen {
+            let port_table = tables
+                .get(&addr.port())
+                .cloned()
+                .unwrap_or_else(|| table.clone());
+            let mut front = front_for(port_table, format!("atrium gateway tls {addr}"));
+            let port_resolver: Arc<dyn rustls::server::ResolvesServerCert> =
+                match (sni_certs.get(&addr.port()), &resolver) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(r)) => r.clone(),
+                    (None, None) => {
+                        return Err(GatewayError::Tls(format!("no certificate for {addr}")));
+                    }
+                };
+            // A resolver serves the certificates; no files are read by pingora.
+            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                .map_err(|e| GatewayError::Tls(e.to_string()))?;
+            settings.set_cert_resolver(port_resolver);
+            settings.enable_h2();
+            front.add_tls_with_settings(&addr.to_string(), None, settings);
+            fronts.push(front);
+        }
     }
     server.add_service(admin);
     for f in fronts {
         server.add_service(f);
-    }
-    if args.tls_listen.is_some() {
-        server.add_service(front);
     }
 
     info!(listen = ?args.listen, admin = %args.admin_listen, "gateway listening");

@@ -14,6 +14,7 @@ pub mod attach;
 pub mod conflicts;
 pub mod gateway_route;
 pub mod http_route;
+pub mod listener_tls;
 
 use std::fmt;
 use std::time::Duration;

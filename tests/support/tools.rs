@@ -5,6 +5,12 @@ use super::*;
 
 /// A self-signed certificate for `shop.local` made with openssl in `dir`: (cert, key) paths.
 pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    self_signed_cert_for(dir, "shop.local")
+}
+
+/// A self-signed certificate for `host` and its key (`tls.crt`, `tls.key` in `dir`), made
+/// by openssl.
+pub fn self_signed_cert_for(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let made = Command::new("openssl")
         .args([
@@ -16,9 +22,9 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
             "-days",
             "1",
             "-subj",
-            "/CN=shop.local",
+            &format!("/CN={host}"),
         ])
-        .args(["-addext", "subjectAltName=DNS:shop.local", "-keyout"])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}"), "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)

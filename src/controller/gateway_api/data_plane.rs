@@ -1,5 +1,7 @@
 //! The data plane of one Gateway: a Deployment running `atrium gateway --gateway NS/NAME`
-//! with a `--listen` per listener port, and a Service exposing those ports. Both live in the
+//! with a `--listen` per HTTP listener port and a `--tls-listen` per HTTPS one (its
+//! certificates are read by the data plane from the listeners' Secrets), and a Service
+//! exposing those ports. Both live in the
 //! data-plane namespace (`--gateway-namespace`), run as the data-plane ServiceAccount, and
 //! carry labels naming their Gateway.
 
@@ -60,6 +62,18 @@ pub fn ports(gateway: &Gateway) -> Vec<u16> {
     set.into_iter().collect()
 }
 
+/// Whether a port terminates TLS: all of its listeners are HTTPS (a port shared with another
+/// protocol is a conflict, served as plain HTTP).
+pub fn tls_port(gateway: &Gateway, port: u16) -> bool {
+    let mut on_port = gateway
+        .spec
+        .listeners
+        .iter()
+        .filter(|l| l.port == port)
+        .peekable();
+    on_port.peek().is_some() && on_port.all(crate::route::listener_tls::terminates_tls)
+}
+
 /// The admin port: 9000 unless a listener uses it, then the first free one above 19000.
 pub fn admin_port(listener_ports: &[u16]) -> u16 {
     std::iter::once(9000)
@@ -84,7 +98,14 @@ pub fn deployment(gateway: &Gateway, settings: &Settings) -> Value {
         format!("0.0.0.0:{admin}"),
     ];
     for p in &ports {
-        args.push("--listen".to_owned());
+        args.push(
+            if tls_port(gateway, *p) {
+                "--tls-listen"
+            } else {
+                "--listen"
+            }
+            .to_owned(),
+        );
         args.push(format!("0.0.0.0:{p}"));
     }
     let mut container_ports = vec![json!({"name": "admin", "containerPort": admin})];
@@ -182,7 +203,9 @@ mod tests {
             service_account: "atrium-gateway".into(),
             service_type: "ClusterIP".into(),
         };
-        let d = deployment(&gateway("web", &[80, 8080, 80, 9000]), &s);
+        let mut gw = gateway("web", &[80, 8080, 80, 9000, 443]);
+        gw.spec.listeners[4].protocol = "HTTPS".into();
+        let d = deployment(&gw, &s);
         let args = &d["spec"]["template"]["spec"]["containers"][0]["args"];
         assert_eq!(
             args,
@@ -194,6 +217,8 @@ mod tests {
                 "0.0.0.0:19000",
                 "--listen",
                 "0.0.0.0:80",
+                "--tls-listen",
+                "0.0.0.0:443",
                 "--listen",
                 "0.0.0.0:8080",
                 "--listen",

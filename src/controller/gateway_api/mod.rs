@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -32,6 +32,7 @@ use super::metrics::ControllerMetrics;
 use crate::api::gateway_api::{
     CONTROLLER_NAME, Gateway, GatewayAddress, GatewayClass, HTTPRoute, ReferenceGrant,
 };
+use crate::route::listener_tls::{certificate_refs, certified_key, terminates_tls};
 use crate::watch::{WatchHealth, resilient};
 use data_plane::Settings;
 use status::{DataPlane, NamespaceLabels};
@@ -244,9 +245,11 @@ pub fn controllers(
     })
     .watches_stream(grant_stream, {
         let tx = route_tx.clone();
+        let g3 = all_gateways.clone();
+        // Grants decide routes' backends and listeners' certificates.
         move |_: ReferenceGrant| {
             let _ = tx.send(());
-            Vec::<ObjectRef<Gateway>>::new()
+            g3()
         }
     })
     .run(reconcile_gateway, error_policy, ctx.clone())
@@ -414,7 +417,7 @@ async fn reconcile_gateway(gateway: Arc<Gateway>, ctx: Arc<Ctx>) -> Result<Actio
 async fn apply_gateway(gateway: &Gateway, ctx: &Ctx) -> Result<Action, ReconcileError> {
     let name = data_plane::name(gateway);
     let dp_ns = &ctx.settings.namespace;
-    if status::servable(gateway) || gateway.spec.listeners.iter().any(|l| l.protocol == "HTTP") {
+    if status::servable(gateway) {
         apply::<Deployment>(
             &Api::namespaced(ctx.client.clone(), dp_ns),
             "Deployment",
@@ -431,6 +434,7 @@ async fn apply_gateway(gateway: &Gateway, ctx: &Ctx) -> Result<Action, Reconcile
         .await?;
     }
     let plane = observe_plane(gateway, ctx);
+    let certs = listener_certs(gateway, ctx).await?;
     let _ = ctx.route_tx.send(());
     let routes = ctx.routes.state();
     let new = status::gateway_status(
@@ -438,6 +442,7 @@ async fn apply_gateway(gateway: &Gateway, ctx: &Ctx) -> Result<Action, Reconcile
         &routes,
         &ctx.labels(),
         &plane,
+        &certs,
         gateway.status.as_ref(),
         &now(),
     );
@@ -462,12 +467,47 @@ async fn apply_gateway(gateway: &Gateway, ctx: &Ctx) -> Result<Action, Reconcile
             .await
             .map_err(api_error("patch status", "Gateway", &gateway.name_any()))?;
     }
-    // Until the data plane is ready its pods' state is the only thing that changes.
-    Ok(if plane.ready {
-        Action::requeue(Duration::from_secs(300))
-    } else {
+    // Until the data plane is ready its pods' state is the only thing that changes. Secrets
+    // are read by name, not watched: a certificate that does not resolve is looked at again
+    // soon.
+    Ok(if !plane.ready {
         Action::requeue(Duration::from_secs(2))
+    } else if certs.values().any(Result::is_err) {
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        Action::requeue(Duration::from_secs(300))
     })
+}
+
+/// Whether each HTTPS listener's certificates resolve: references a Gateway may make, to
+/// Secrets (read by name) that hold a usable pair.
+async fn listener_certs(
+    gateway: &Gateway,
+    ctx: &Ctx,
+) -> Result<status::ListenerCerts, ReconcileError> {
+    let grants: Vec<ReferenceGrant> = ctx.grants.state().iter().map(|g| (**g).clone()).collect();
+    let mut out = status::ListenerCerts::new();
+    for l in gateway.spec.listeners.iter().filter(|l| terminates_tls(l)) {
+        let result = match certificate_refs(gateway, l, &grants) {
+            Err(e) => Err(e),
+            Ok(refs) => {
+                let mut result = Ok(());
+                for (ns, name) in refs {
+                    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                        .get_opt(&name)
+                        .await
+                        .map_err(api_error("get", "Secret", &name))?;
+                    if let Err(e) = certified_key(secret.as_ref(), &ns, &name) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        out.insert(l.name.clone(), result);
+    }
+    Ok(out)
 }
 
 /// Where the data plane answers: its LoadBalancer ingress if it has one, else the addresses

@@ -15,6 +15,7 @@ use crate::api::gateway_api::{
 };
 use crate::route::attach::{attach, carries_http};
 use crate::route::http_route;
+use crate::route::listener_tls::CertError;
 
 /// The features `status.supportedFeatures` lists: exactly those Atrium implements so far.
 pub const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
@@ -67,13 +68,19 @@ fn http_route_kind() -> RouteGroupKind {
     }
 }
 
+/// What was found of each HTTPS listener's certificates (by listener name).
+pub type ListenerCerts = BTreeMap<String, Result<(), CertError>>;
+
 /// The Gateway status: addresses, Accepted/Programmed, and per listener its supported kinds,
-/// attached routes and conditions.
+/// attached routes and conditions. `certs` says, per HTTPS listener, whether its
+/// certificates resolved ([`crate::route::listener_tls`]).
+#[allow(clippy::too_many_arguments)]
 pub fn gateway_status(
     gateway: &Gateway,
     routes: &[Arc<HTTPRoute>],
     labels: &NamespaceLabels,
     plane: &DataPlane,
+    certs: &ListenerCerts,
     old: Option<&GatewayStatus>,
     now: &Time,
 ) -> GatewayStatus {
@@ -133,15 +140,16 @@ pub fn gateway_status(
             };
             let kinds_ok = requested.iter().all(valid_kinds);
             let conflicted = protocols.get(&l.port).is_some_and(|p| p.len() > 1);
-            let protocol_ok = l.protocol == "HTTP";
+            let protocol_ok = carries_http(l);
+            let cert_error = certs.get(&l.name).and_then(|r| r.as_ref().err());
             let mut c: Vec<Condition> = old_listeners
                 .get(l.name.as_str())
                 .map(|o| o.conditions.clone())
                 .unwrap_or_default();
             let accepted = protocol_ok && !conflicted;
-            all_valid &= accepted && kinds_ok;
-            // HTTPS is a protocol Atrium serves (its TLS is what is missing so far): a Gateway
-            // with one is Accepted; only a Gateway with no HTTP-carrying listener is not.
+            all_valid &= accepted && kinds_ok && cert_error.is_none();
+            // A listener whose certificates do not resolve is still accepted (routes attach
+            // to it); only a Gateway with no HTTP-carrying listener is not.
             any_valid |= carries_http(l) && !conflicted;
             set_condition(
                 &mut c,
@@ -166,7 +174,10 @@ pub fn gateway_status(
                         "Accepted",
                         false,
                         "UnsupportedProtocol",
-                        format!("protocol {} is not supported yet (HTTP is)", l.protocol),
+                        format!(
+                            "protocol {} is not supported (HTTP and HTTPS are)",
+                            l.protocol
+                        ),
                     ),
                     (true, true) => cond(
                         "Accepted",
@@ -179,30 +190,30 @@ pub fn gateway_status(
             );
             set_condition(
                 &mut c,
-                if kinds_ok {
-                    cond(
-                        "ResolvedRefs",
-                        true,
-                        "ResolvedRefs",
-                        "all references resolved".into(),
-                    )
-                } else {
-                    cond(
+                match (kinds_ok, cert_error) {
+                    (false, _) => cond(
                         "ResolvedRefs",
                         false,
                         "InvalidRouteKinds",
                         "allowedRoutes.kinds names a kind other than HTTPRoute".into(),
-                    )
+                    ),
+                    (true, Some(e)) => cond("ResolvedRefs", false, e.reason, e.message.clone()),
+                    (true, None) => cond(
+                        "ResolvedRefs",
+                        true,
+                        "ResolvedRefs",
+                        "all references resolved".into(),
+                    ),
                 },
             );
             set_condition(
                 &mut c,
-                match (accepted, plane.ready) {
+                match (accepted && cert_error.is_none(), plane.ready) {
                     (false, _) => cond(
                         "Programmed",
                         false,
                         "Invalid",
-                        "the listener is not accepted".into(),
+                        "the listener is not accepted or its references do not resolve".into(),
                     ),
                     (true, false) => cond(
                         "Programmed",
@@ -220,7 +231,6 @@ pub fn gateway_status(
             );
             ListenerStatus {
                 name: l.name.clone(),
-                // HTTPS carries HTTPRoutes too (its TLS is what is not served yet).
                 supported_kinds: if carries_http(l) { supported } else { vec![] },
                 attached_routes: attached.get(&l.name).copied().unwrap_or(0),
                 conditions: c,
@@ -355,9 +365,9 @@ pub fn route_status(
     HTTPRouteStatus { parents }
 }
 
-/// Whether the Gateway's listeners can all be served (protocols Atrium speaks).
+/// Whether a data plane serves any of the Gateway's listeners (HTTP or HTTPS).
 pub fn servable(gateway: &Gateway) -> bool {
-    gateway.spec.listeners.iter().all(carries_http)
+    gateway.spec.listeners.iter().any(carries_http)
 }
 
 #[cfg(test)]
@@ -398,7 +408,15 @@ mod tests {
             }],
             ready: true,
         };
-        let s = gateway_status(&gw, &routes, &NamespaceLabels::new(), &plane, None, &now());
+        let s = gateway_status(
+            &gw,
+            &routes,
+            &NamespaceLabels::new(),
+            &plane,
+            &ListenerCerts::new(),
+            None,
+            &now(),
+        );
         assert_eq!(find(&s.conditions, "Programmed"), ("True", "Programmed"));
         assert_eq!(
             find(&s.conditions, "Accepted"),
@@ -439,6 +457,7 @@ mod tests {
                 &[],
                 &NamespaceLabels::new(),
                 &DataPlane::default(),
+                &ListenerCerts::new(),
                 None,
                 &now(),
             )
@@ -449,7 +468,8 @@ mod tests {
             ("False", "ListenersNotValid")
         );
         assert!(s.listeners[0].supported_kinds.is_empty());
-        // HTTPS is accepted at the Gateway (its listener's TLS is what is missing so far).
+        // An HTTPS listener makes the Gateway Accepted; its certificates decide ResolvedRefs
+        // and Programmed, not whether routes attach.
         let mut https = gw.clone();
         https.spec.listeners[1].protocol = "HTTPS".into();
         let s = status(&https);
@@ -461,6 +481,47 @@ mod tests {
             s.listeners[1].supported_kinds,
             vec![http_route_kind()],
             "HTTPS carries HTTPRoutes"
+        );
+        let certs = ListenerCerts::from([(
+            "tcp".to_owned(),
+            Err(CertError {
+                reason: "RefNotPermitted",
+                message: "no grant".into(),
+            }),
+        )]);
+        let ready = DataPlane {
+            addresses: vec![],
+            ready: true,
+        };
+        let s = gateway_status(
+            &https,
+            &[],
+            &NamespaceLabels::new(),
+            &ready,
+            &certs,
+            None,
+            &now(),
+        );
+        let l = &s.listeners[1];
+        assert_eq!(find(&l.conditions, "Accepted"), ("True", "Accepted"));
+        assert_eq!(
+            find(&l.conditions, "ResolvedRefs"),
+            ("False", "RefNotPermitted")
+        );
+        assert_eq!(find(&l.conditions, "Programmed"), ("False", "Invalid"));
+        let fine = ListenerCerts::from([("tcp".to_owned(), Ok(()))]);
+        let s = gateway_status(
+            &https,
+            &[],
+            &NamespaceLabels::new(),
+            &ready,
+            &fine,
+            None,
+            &now(),
+        );
+        assert_eq!(
+            find(&s.listeners[1].conditions, "Programmed"),
+            ("True", "Programmed")
         );
     }
 
