@@ -8,14 +8,10 @@ use clap::Args;
 /// Flags of `atrium gateway`.
 #[derive(Clone, Debug, Args)]
 pub struct GatewayArgs {
-    /// Address that serves proxied traffic; repeat (or comma-separate) for several. With
-    /// --gateway each port serves the routes of the Gateway's listeners on that port.
-    #[arg(
-        long,
-        default_value = "0.0.0.0:8000",
-        value_delimiter = ',',
-        env = "ATRIUM_LISTEN"
-    )]
+    /// Address that serves proxied traffic; repeat (or comma-separate) for several
+    /// [default: 0.0.0.0:8000, except with --gateway, whose listener ports are all given].
+    /// With --gateway each port serves the routes of the Gateway's listeners on that port.
+    #[arg(long, value_delimiter = ',', env = "ATRIUM_LISTEN")]
     pub listen: Vec<SocketAddr>,
     /// Address of the admin endpoints (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long, default_value = "0.0.0.0:9000", env = "ATRIUM_ADMIN_LISTEN")]
@@ -118,5 +114,21 @@ fn parse_gateway(s: &str) -> Result<(String, String), String> {
             Ok((ns.to_owned(), name.to_owned()))
         }
         _ => Err(format!("{s:?} is not namespace/name")),
+    }
+}
+
+/// Where plain HTTP is served when `--listen` is not given (outside gateway mode).
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8000);
+
+impl GatewayArgs {
+    /// The arguments with defaults that depend on other flags applied: `--listen` defaults
+    /// to [`DEFAULT_LISTEN`] unless the process serves one Gateway (its data plane binds
+    /// exactly the ports the controller lists, an HTTPS-only Gateway none in plain HTTP).
+    pub fn resolved(mut self) -> Self {
+        if self.listen.is_empty() && self.gateway.is_none() {
+            self.listen.push(DEFAULT_LISTEN);
+        }
+        self
     }
 }

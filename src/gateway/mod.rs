@@ -75,6 +75,7 @@ pub enum GatewayError {
 /// Runs the gateway until SIGTERM (graceful: in-flight requests finish, for at most
 /// `--grace-period`) or SIGINT.
 pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
+    let args = args.resolved();
     info!(version = %crate::version::summary(), "starting gateway");
     // pingora panics on a listen address it cannot bind; check first for a clear error.
     for addr in args
