@@ -133,16 +133,25 @@ async fn respond(
     extra: &[(String, String)],
     request_id: &str,
 ) -> Result<()> {
+    // A HEAD request gets the status and headers only: no body, and no content type a
+    // client would try to parse an empty body as.
+    let head = session.req_header().method == http::Method::HEAD;
     let mut resp = ResponseHeader::build(code, Some(4 + extra.len()))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
+    if head {
+        resp.insert_header("content-length", "0")?;
+    } else {
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+    }
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header("x-request-id", request_id)?;
     for (k, v) in extra {
         resp.append_header(k.clone(), v.as_str())?;
     }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
+    session.write_response_header(Box::new(resp), head).await?;
+    if !head {
+        session.write_response_body(Some(body), true).await?;
+    }
     Ok(())
 }
 
