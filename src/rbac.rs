@@ -25,7 +25,12 @@ pub fn controller_rules() -> Vec<PolicyRule> {
         // Our kinds: read specs, write status (conditions, counts, revisions).
         rule(
             "atrium.dev",
-            &["microservices", "serviceconfigs", "gatewayroutes"],
+            &[
+                "microservices",
+                "serviceconfigs",
+                "gatewayroutes",
+                "routepolicies",
+            ],
             READ,
         ),
         rule(
@@ -97,7 +102,7 @@ pub fn leader_election_rules() -> Vec<PolicyRule> {
 /// namespaces the gateway serves.
 pub fn gateway_rules() -> Vec<PolicyRule> {
     vec![
-        rule("atrium.dev", &["gatewayroutes"], READ),
+        rule("atrium.dev", &["gatewayroutes", "routepolicies"], READ),
         rule("", &["services"], READ),
         rule("discovery.k8s.io", &["endpointslices"], READ),
         rule("", &["secrets"], READ),

@@ -5,8 +5,9 @@
 //! conformance suite's kind of backend (the echo-basic image, run as `atrium echo-backend`),
 //! a route to a missing Service says so and answers 500, HTTPS listeners serve their own
 //! certificates by SNI (one in another namespace only once a ReferenceGrant allows it), a
-//! RequestRedirect is answered by the data plane, and deleting the Gateway removes its data
-//! plane.
+//! RequestRedirect is answered by the data plane, a RoutePolicy applied with an ExtensionRef
+//! filter checks JWTs and rate-limits (a missing one answers 500, never unguarded), and
+//! deleting the Gateway removes its data plane.
 
 mod support;
 
@@ -81,6 +82,25 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         &ns,
         "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {selector: {app: echo}, ports: [{port: 8080, targetPort: 3000}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: echo}\nspec:\n  selector: {matchLabels: {app: echo}}\n  template:\n    metadata: {labels: {app: echo}}\n    spec:\n      containers:\n      - name: echo\n        image: registry.k8s.io/gateway-api/echo-basic:v1.5.1\n        env:\n        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n        - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n",
     );
+    // Atrium's policies on a standard route: a RoutePolicy (JWT from a Secret, and a rate
+    // limit) applied by an ExtensionRef filter; another rule names one that does not exist.
+    let hmac = "an-hmac-secret-of-at-least-32-bytes!";
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "api-keys",
+            "-n",
+            &ns,
+            &format!("--from-literal=hmac={hmac}"),
+        ],
+        None,
+    );
+    apply_yaml(
+        &ns,
+        "apiVersion: atrium.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: members}\nspec:\n  auth: {jwt: {providers: [{name: local, jwks: {secretRef: {name: api-keys, key: hmac}}, forwardClaims: [{claim: sub, header: x-user-id}]}]}}\n  rateLimit: {requests: 2, period: 1m}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: members}\nspec:\n  parentRefs: [{name: gw, sectionName: http}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /members}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: members}}]\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /unguarded}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: nowhere}}]\n    backendRefs: [{name: echo, port: 8080}]\n",
+    );
     kubectl_ok(
         &["apply", "--server-side", "-f", "-"],
         Some(&format!(
@@ -145,7 +165,7 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
             "gw",
             "{.status.listeners[0].attachedRoutes}"
         ),
-        "3"
+        "4"
     );
     let listener = |name: &str, what: &str| {
         jsonpath(
@@ -226,6 +246,60 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
     // Gateway API says for a rule whose backends are all invalid.
     let (status, body) = http_get_at(&address, 80, "/elsewhere").expect("answer");
     assert_eq!(status, 500, "{body}");
+
+    // The RoutePolicy: no token 401, a token 200 with its claim forwarded, then the limit
+    // (2 per minute, no burst: one at a time) answers 429.
+    let curl = |path: &str, headers: &[&str]| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "-w", "\n%{http_code}"]);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd
+            .arg(format!("http://{address}{path}"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.to_owned(), body.to_owned())
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 600)
+        .unwrap_or(0);
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "ada", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(hmac.as_bytes()),
+    )
+    .expect("sign");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (code, body) = wait_until("the RoutePolicy to guard /members", WAIT, || {
+        let r = curl("/members/me", &[]);
+        (r.0 == "401").then_some(r)
+    });
+    assert_eq!(code, "401", "{body}");
+    let (code, body) = curl("/members/me", &[&bearer]);
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_eq!(v["headers"]["X-User-Id"], serde_json::json!(["ada"]), "{v}");
+    let (code, _) = curl("/members/me", &[&bearer]);
+    assert_eq!(
+        code, "429",
+        "the second request within the limit's interval"
+    );
+    let (code, body) = curl("/unguarded/x", &[]);
+    assert_eq!(code, "500", "a rule whose RoutePolicy is missing: {body}");
+    let reason = wait_until("the route to name its missing RoutePolicy", WAIT, || {
+        let r = jsonpath(
+            Some(&ns),
+            "httproute",
+            "members",
+            "{.status.parents[0].conditions[?(@.type==\"ResolvedRefs\")].reason}",
+        );
+        (r == "RoutePolicyNotFound").then_some(r)
+    });
+    assert_eq!(reason, "RoutePolicyNotFound");
 
     // HTTPS: the listener's own certificate for its hostname (curl trusts only that one).
     let https = |host: &str, ca: &std::path::Path| {

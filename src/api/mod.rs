@@ -12,10 +12,12 @@ pub mod gateway_api;
 pub mod gateway_route;
 pub mod microservice;
 pub mod policy;
+pub mod route_policy;
 pub mod service_config;
 
 pub use gateway_route::{GatewayRoute, GatewayRouteSpec, GatewayRouteStatus};
 pub use microservice::{Microservice, MicroserviceSpec, MicroserviceStatus};
+pub use route_policy::{RoutePolicy, RoutePolicySpec};
 pub use service_config::{ServiceConfig, ServiceConfigSpec, ServiceConfigStatus};
 
 /// The API group of every Atrium kind.

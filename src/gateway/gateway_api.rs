@@ -2,7 +2,7 @@
 //! the controller provisions it.
 //!
 //! Reflectors on that Gateway, HTTPRoutes, ReferenceGrants, Namespaces (for `allowedRoutes`
-//! selectors), Services, EndpointSlices and `kubernetes.io/tls` Secrets feed one route table
+//! selectors), Services, EndpointSlices, RoutePolicies and Secrets feed one route table
 //! per listener port: each port serves the HTTPRoutes attached to its listeners
 //! ([`crate::route::attach`], the rule the controller's status uses too), compiled with the
 //! hostnames they share with those listeners. Each TLS port serves its HTTPS listeners'
@@ -23,12 +23,13 @@ use tracing::{error, info, warn};
 
 use super::cluster::{ClusterError, next_burst, reflect, service_entries, spawn_notify};
 use super::metrics::TableMetrics;
-use super::policy::{PolicyEnv, Secrets};
+use super::policy::{PolicyEnv, Secrets, referenced_secrets, secret_data};
 use super::sni::{SniCerts, SniEntry};
 use super::table::{Inputs, RouteTable, ServiceEntry};
+use crate::api::RoutePolicy;
 use crate::api::gateway_api::{Gateway, HTTPRoute, ReferenceGrant};
 use crate::route::attach::attach;
-use crate::route::http_route;
+use crate::route::http_route::{self, Refs};
 use crate::route::listener_tls::{certificate_refs, certified_key, terminates_tls};
 use crate::watch::WatchHealth;
 
@@ -66,6 +67,7 @@ struct Stores {
     gateways: Store<Gateway>,
     routes: Store<HTTPRoute>,
     grants: Store<ReferenceGrant>,
+    policies: Store<RoutePolicy>,
     namespaces: Store<Namespace>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
@@ -97,6 +99,7 @@ async fn watch(client: Client, source: GatewaySource) {
     let (services, w5) = reflector::store::<Service>();
     let (slices, w6) = reflector::store::<EndpointSlice>();
     let (secrets, w7) = reflector::store::<Secret>();
+    let (policies, w8) = reflector::store::<RoutePolicy>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let one = cfg.clone().fields(&format!("metadata.name={name}"));
     spawn_notify(
@@ -142,12 +145,22 @@ async fn watch(client: Client, source: GatewaySource) {
         "endpointslices",
         reflect("endpointslices", w6, Api::all(client.clone()), labelled, h),
     );
-    // Only TLS Secrets: those are the only ones a listener can use.
-    let tls_only = cfg.clone().fields("type=kubernetes.io/tls");
+    // Secrets: listeners' certificates and the JWT keys RoutePolicies name.
     spawn_notify(
         &tx,
         "secrets",
-        reflect("secrets/tls", w7, Api::all(client.clone()), tls_only, h),
+        reflect("secrets", w7, Api::all(client.clone()), cfg.clone(), h),
+    );
+    spawn_notify(
+        &tx,
+        "routepolicies",
+        reflect(
+            "routepolicies",
+            w8,
+            Api::all(client.clone()),
+            cfg.clone(),
+            h,
+        ),
     );
     let _ = gateways.wait_until_ready().await;
     let _ = routes.wait_until_ready().await;
@@ -156,10 +169,12 @@ async fn watch(client: Client, source: GatewaySource) {
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
     let _ = secrets.wait_until_ready().await;
+    let _ = policies.wait_until_ready().await;
     let stores = Stores {
         gateways,
         routes,
         grants,
+        policies,
         namespaces,
         services,
         slices,
@@ -277,9 +292,28 @@ fn rebuild(
         .iter()
         .map(|g| (**g).clone())
         .collect();
+    let policies = http_route::policies_of(&stores.policies.state());
+    let secret = |key: &str| {
+        let (ns, name) = key.split_once('/')?;
+        stores
+            .secrets
+            .get(&ObjectRef::new(name).within(ns))
+            .map(|s| secret_data(&s))
+    };
+    let sources = Sources {
+        routes: &routes,
+        refs: Refs {
+            grants: &grants,
+            policies: &policies,
+        },
+        labels: &labels,
+        services: &services,
+        secret: &secret,
+        env,
+    };
     for (port, table) in tables {
         let inputs = match &gateway {
-            Some(gw) => port_inputs(gw, *port, &routes, &grants, &labels, services.clone(), env),
+            Some(gw) => port_inputs(gw, *port, &sources),
             None => Inputs {
                 env: env.clone(),
                 ..Inputs::default()
@@ -294,21 +328,34 @@ fn rebuild(
     }
 }
 
+/// A Secret's data by `namespace/name`.
+pub type SecretLookup<'a> = dyn Fn(&str) -> Option<BTreeMap<String, Vec<u8>>> + 'a;
+
+/// What the tables of a Gateway's ports are built from.
+pub struct Sources<'a> {
+    /// Every HTTPRoute.
+    pub routes: &'a [Arc<HTTPRoute>],
+    /// ReferenceGrants and RoutePolicies.
+    pub refs: Refs<'a>,
+    /// Namespaces' labels, for `allowedRoutes` selectors.
+    pub labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// Services and their endpoints.
+    pub services: &'a BTreeMap<String, ServiceEntry>,
+    /// A Secret's data by `namespace/name` (JWT keys a RoutePolicy names).
+    pub secret: &'a SecretLookup<'a>,
+    /// Shared policy state.
+    pub env: &'a PolicyEnv,
+}
+
 /// The table inputs of one port: every HTTPRoute attached to a listener on it, with the union
-/// of the hostnames it shares with those listeners.
-pub fn port_inputs(
-    gateway: &Gateway,
-    port: u16,
-    routes: &[Arc<HTTPRoute>],
-    grants: &[ReferenceGrant],
-    labels: &BTreeMap<String, BTreeMap<String, String>>,
-    services: BTreeMap<String, ServiceEntry>,
-    env: &PolicyEnv,
-) -> Inputs {
+/// of the hostnames it shares with those listeners, and the Secrets their policies name.
+pub fn port_inputs(gateway: &Gateway, port: u16, sources: &Sources<'_>) -> Inputs {
     let none = BTreeMap::new();
     let mut compiled = Vec::new();
-    for route in routes {
-        let ns_labels = labels
+    let mut secrets = Secrets::new();
+    for route in sources.routes {
+        let ns_labels = sources
+            .labels
             .get(&route.namespace().unwrap_or_default())
             .unwrap_or(&none);
         let on_port: Vec<_> = attach(gateway, route, ns_labels)
@@ -328,12 +375,21 @@ pub fn port_inputs(
             all.dedup();
             all
         };
-        compiled.push(http_route::compile(route, hostnames, grants).map(|c| c.route));
+        let built = http_route::compile(route, hostnames, &sources.refs).map(|c| c.route);
+        if let Ok(r) = &built {
+            for name in referenced_secrets(r) {
+                let key = format!("{}/{name}", r.source.namespace);
+                if let Some(data) = (sources.secret)(&key) {
+                    secrets.insert(key, data);
+                }
+            }
+        }
+        compiled.push(built);
     }
     Inputs {
         routes: compiled,
-        services,
-        secrets: Secrets::new(),
-        env: env.clone(),
+        services: sources.services.clone(),
+        secrets,
+        env: sources.env.clone(),
     }
 }

@@ -494,7 +494,9 @@ mod tests {
             "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: shop}\nspec:\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /host}}]\n    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 302}}]\n  - matches: [{path: {type: PathPrefix, value: /scheme}}]\n    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]\n  - matches: [{path: {type: PathPrefix, value: /port}}]\n    filters: [{type: RequestRedirect, requestRedirect: {port: 8443}}]\n  - matches: [{path: {type: PathPrefix, value: /prefix/one}}]\n    filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}}}]\n",
         )
         .expect("route");
-        let compiled = route::http_route::compile(&r, vec![], &[]).map(|c| c.route);
+        let compiled =
+            route::http_route::compile(&r, vec![], &route::http_route::Refs::grants(&[]))
+                .map(|c| c.route);
         let (t, errors) = RouteTable::build(&Inputs {
             routes: vec![compiled],
             ..Inputs::default()

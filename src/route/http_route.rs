@@ -7,6 +7,8 @@
 //! request timeout. A filter the model cannot express yet makes the route invalid (status
 //! `Accepted=False`, `UnsupportedValue`).
 
+use std::collections::BTreeMap;
+
 use kube::ResourceExt;
 
 use super::{
@@ -15,14 +17,16 @@ use super::{
 };
 use crate::api::gateway_api::http_route as api;
 use crate::api::gateway_api::{HTTPRoute, ReferenceGrant, reference_allowed};
+use crate::api::{RoutePolicy, RoutePolicySpec};
 
 /// The kind name in [`RouteRef::kind`].
 pub const KIND: &str = "HTTPRoute";
 
-/// A backend reference that cannot be used, with the reason the status gives.
+/// A reference that cannot be used (a backend, or a RoutePolicy), with the reason the status
+/// gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unresolved {
-    /// `InvalidKind` or `RefNotPermitted`.
+    /// `InvalidKind`, `RefNotPermitted` or `RoutePolicyNotFound`.
     pub reason: &'static str,
     /// What is wrong, for the condition's message.
     pub message: String,
@@ -80,8 +84,9 @@ pub fn intersect_hostnames(listener: Option<&str>, route: &[String]) -> Option<V
 pub fn compile(
     route: &HTTPRoute,
     hostnames: Vec<String>,
-    grants: &[ReferenceGrant],
+    refs: &Refs<'_>,
 ) -> Result<Compiled, Invalid> {
+    let grants = refs.grants;
     let source = RouteRef {
         kind: KIND,
         namespace: route.namespace().unwrap_or_default(),
@@ -100,9 +105,19 @@ pub fn compile(
             route: source.clone(),
             reason: format!("rule {i}: {reason}"),
         };
-        let (backends, mut bad) = backends(&source.namespace, &rule.backend_refs, grants);
-        let unusable_weight = bad.iter().map(|u| u.weight).sum();
+        let (mut backends, mut bad) = backends(&source.namespace, &rule.backend_refs, grants);
+        let mut unusable_weight: u32 = bad.iter().map(|u| u.weight).sum();
         unresolved.append(&mut bad);
+        let (policies, missing) =
+            policies(&source.namespace, &rule.filters, refs.policies).map_err(invalid)?;
+        if let Some(u) = missing {
+            // Fail closed: a rule whose policy is missing answers 500, never unguarded.
+            unusable_weight = unusable_weight
+                .saturating_add(backends.iter().map(|b| b.weight).sum())
+                .max(1);
+            backends.clear();
+            unresolved.push(u);
+        }
         let timeouts = rule.timeouts.as_ref();
         let timeout = timeouts
             .and_then(|t| t.request.as_deref().or(t.backend_request.as_deref()))
@@ -121,7 +136,7 @@ pub fn compile(
             retries: None,
             balance: Balance::RoundRobin,
             hash_on: None,
-            policies: Policies::default(),
+            policies,
             unusable_weight,
             missing_is_unusable: true,
         });
@@ -245,6 +260,8 @@ pub fn filters(
                     status,
                 });
             }
+            // Policies, compiled by `policies`.
+            "ExtensionRef" => {}
             other => return Err(format!("filter {other} is not supported yet")),
         }
     }
@@ -252,6 +269,89 @@ pub fn filters(
         return Err("RequestRedirect and URLRewrite cannot both be used".into());
     }
     Ok(out)
+}
+
+/// The RoutePolicies of a namespace and name (`namespace/name`), as an ExtensionRef filter
+/// finds them.
+pub type RoutePolicies = BTreeMap<String, RoutePolicySpec>;
+
+static NO_POLICIES: RoutePolicies = BTreeMap::new();
+
+/// RoutePolicy objects by `namespace/name`.
+pub fn policies_of(list: &[std::sync::Arc<RoutePolicy>]) -> RoutePolicies {
+    list.iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+                p.spec.clone(),
+            )
+        })
+        .collect()
+}
+
+/// What an HTTPRoute's references may resolve to.
+#[derive(Clone, Copy, Debug)]
+pub struct Refs<'a> {
+    /// ReferenceGrants (for backends in other namespaces).
+    pub grants: &'a [ReferenceGrant],
+    /// RoutePolicies (for ExtensionRef filters).
+    pub policies: &'a RoutePolicies,
+}
+
+impl<'a> Refs<'a> {
+    /// Grants only, no RoutePolicy.
+    pub fn grants(grants: &'a [ReferenceGrant]) -> Self {
+        Self {
+            grants,
+            policies: &NO_POLICIES,
+        }
+    }
+}
+
+/// The group and kind an `ExtensionRef` filter names to apply Atrium's policies.
+pub const POLICY_KIND: (&str, &str) = ("atrium.dev", "RoutePolicy");
+
+/// The rule's request policies from its `ExtensionRef` filters naming RoutePolicies (a later
+/// one's JWT or rate limit replaces an earlier one's). A reference to another kind makes the
+/// route invalid; one to a RoutePolicy that does not exist is returned as unresolved.
+fn policies(
+    namespace: &str,
+    filters: &[api::HTTPRouteFilter],
+    known: &RoutePolicies,
+) -> Result<(Policies, Option<Unresolved>), String> {
+    let mut out = Policies::default();
+    for f in filters.iter().filter(|f| f.type_ == "ExtensionRef") {
+        let r = f
+            .extension_ref
+            .as_ref()
+            .ok_or("ExtensionRef without extensionRef")?;
+        if (r.group.as_str(), r.kind.as_str()) != POLICY_KIND {
+            return Err(format!(
+                "ExtensionRef to a {} of group {:?} is not supported (RoutePolicy of atrium.dev is)",
+                r.kind, r.group
+            ));
+        }
+        let Some(p) = known.get(&format!("{namespace}/{}", r.name)) else {
+            return Ok((
+                out,
+                Some(Unresolved {
+                    reason: "RoutePolicyNotFound",
+                    message: format!(
+                        "RoutePolicy {namespace}/{} does not exist; the rule answers 500",
+                        r.name
+                    ),
+                    weight: 0,
+                }),
+            ));
+        };
+        if let Some(jwt) = p.auth.as_ref().and_then(|a| a.jwt.clone()) {
+            out.jwt = Some(jwt);
+        }
+        if let Some(limit) = &p.rate_limit {
+            out.rate_limit = Some(limit.clone());
+        }
+    }
+    Ok((out, None))
 }
 
 /// A path modifier of URLRewrite or RequestRedirect.
@@ -377,7 +477,7 @@ mod tests {
         let r = route(
             "spec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches:\n    - path: {type: Exact, value: /exact}\n      method: GET\n      headers: [{name: version, value: two}]\n      queryParams: [{type: RegularExpression, name: q, value: '^a'}]\n    filters:\n    - type: RequestHeaderModifier\n      requestHeaderModifier: {set: [{name: x-a, value: '1'}], remove: [x-b]}\n    backendRefs: [{name: web, port: 8080, weight: 3}, {name: other, namespace: shared, port: 80}]\n    timeouts: {request: 10s}\n  - matches: [{path: {type: PathPrefix, value: /api}}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}]\n    backendRefs: [{name: api, port: 80}, {group: example.com, kind: Bucket, name: b}]\n",
         );
-        let c = compile(&r, vec!["a.example.com".into()], &[]).expect("compiles");
+        let c = compile(&r, vec!["a.example.com".into()], &Refs::grants(&[])).expect("compiles");
         let rules = &c.route.rules;
         assert_eq!(
             rules[0].matches[0].path,
@@ -415,20 +515,63 @@ mod tests {
             "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: shared}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: app}]\n  to: [{group: '', kind: Service}]\n",
         )
         .expect("grant");
-        let c = compile(&r, vec![], &[grant]).expect("compiles");
+        let c = compile(&r, vec![], &Refs::grants(&[grant])).expect("compiles");
         assert_eq!(c.route.rules[0].backends.len(), 2);
         assert_eq!(c.route.rules[0].backends[1].namespace, "shared");
     }
 
     #[test]
+    fn route_policies_apply_through_extension_refs_and_fail_closed() {
+        let r = route(
+            "spec:\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /a}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: limit}}]\n    backendRefs: [{name: web, port: 80}]\n  - matches: [{path: {type: PathPrefix, value: /b}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: gone}}]\n    backendRefs: [{name: web, port: 80, weight: 5}]\n",
+        );
+        let spec: RoutePolicySpec = serde_json::from_value(
+            serde_json::json!({"rateLimit": {"requests": 5, "period": "1s"}}),
+        )
+        .expect("spec");
+        let known = RoutePolicies::from([("app/limit".to_owned(), spec)]);
+        let refs = Refs {
+            grants: &[],
+            policies: &known,
+        };
+        let c = compile(&r, vec![], &refs).expect("compiles");
+        let rules = &c.route.rules;
+        assert_eq!(
+            rules[0].policies.rate_limit.as_ref().map(|l| l.requests),
+            Some(5)
+        );
+        assert!(rules[0].policies.jwt.is_none());
+        assert_eq!(rules[0].backends.len(), 1);
+        assert!(
+            rules[1].backends.is_empty(),
+            "no traffic past a missing policy"
+        );
+        assert_eq!(rules[1].unusable_weight, 5);
+        assert_eq!(c.unresolved[0].reason, "RoutePolicyNotFound");
+        let other = route(
+            "spec:\n  rules: [{filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Plugin, name: p}}]}]\n",
+        );
+        assert!(
+            compile(&other, vec![], &refs)
+                .unwrap_err()
+                .reason
+                .contains("Plugin")
+        );
+    }
+
+    #[test]
     fn no_rules_means_everything_and_unsupported_filters_are_invalid() {
-        let c =
-            compile(&route("spec: {parentRefs: [{name: gw}]}\n"), vec![], &[]).expect("compiles");
+        let c = compile(
+            &route("spec: {parentRefs: [{name: gw}]}\n"),
+            vec![],
+            &Refs::grants(&[]),
+        )
+        .expect("compiles");
         assert_eq!(c.route.rules.len(), 1);
         assert_eq!(c.route.rules[0].matches, vec![Match::default()]);
         let bad = route("spec:\n  rules: [{filters: [{type: RequestMirror}]}]\n");
         assert!(
-            compile(&bad, vec![], &[])
+            compile(&bad, vec![], &Refs::grants(&[]))
                 .unwrap_err()
                 .reason
                 .contains("RequestMirror")
@@ -437,7 +580,7 @@ mod tests {
             "spec:\n  rules: [{matches: [{path: {type: Exact, value: /x}}], filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]}]\n",
         );
         assert!(
-            compile(&bad, vec![], &[])
+            compile(&bad, vec![], &Refs::grants(&[]))
                 .unwrap_err()
                 .reason
                 .contains("PathPrefix")

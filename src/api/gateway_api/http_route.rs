@@ -133,9 +133,21 @@ pub struct HTTPRouteFilter {
     /// For `RequestRedirect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_redirect: Option<RequestRedirect>,
-    /// For `ExtensionRef`: `{group, kind, name}` in the route's namespace.
+    /// For `ExtensionRef`: an object in the route's namespace (Atrium's `RoutePolicy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension_ref: Option<serde_json::Value>,
+    pub extension_ref: Option<LocalObjectReference>,
+}
+
+/// An object in the referrer's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalObjectReference {
+    /// API group.
+    #[serde(default)]
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
 }
 
 /// Header changes.

@@ -29,6 +29,7 @@ use tracing::{debug, warn};
 use super::apply::{MANAGER, apply};
 use super::error::{ReconcileError, api_error};
 use super::metrics::ControllerMetrics;
+use crate::api::RoutePolicy;
 use crate::api::gateway_api::{
     CONTROLLER_NAME, Gateway, GatewayAddress, GatewayClass, HTTPRoute, ReferenceGrant,
 };
@@ -64,6 +65,7 @@ struct Ctx {
     gateways: Store<Gateway>,
     routes: Store<HTTPRoute>,
     grants: Store<ReferenceGrant>,
+    policies: Store<RoutePolicy>,
     namespaces: Store<Namespace>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
@@ -157,6 +159,12 @@ pub fn controllers(
         cfg.clone(),
         health,
     );
+    let (policies, policy_stream) = cached(
+        "routepolicies",
+        crate::scope::api::<RoutePolicy>(&client, ns),
+        cfg.clone(),
+        health,
+    );
     let (namespaces, ns_stream) = cached(
         "namespaces",
         Api::<Namespace>::all(client.clone()),
@@ -192,6 +200,7 @@ pub fn controllers(
         gateways: gateways.clone(),
         routes: routes.clone(),
         grants,
+        policies,
         namespaces,
         services,
         slices,
@@ -250,6 +259,14 @@ pub fn controllers(
         move |_: ReferenceGrant| {
             let _ = tx.send(());
             g3()
+        }
+    })
+    .watches_stream(policy_stream, {
+        let tx = route_tx.clone();
+        // A RoutePolicy decides whether a route's ExtensionRef resolves.
+        move |_: RoutePolicy| {
+            let _ = tx.send(());
+            Vec::<ObjectRef<Gateway>>::new()
         }
     })
     .run(reconcile_gateway, error_policy, ctx.clone())
@@ -618,7 +635,12 @@ async fn reconcile_route(route: Arc<HTTPRoute>, ctx: Arc<Ctx>) -> Result<Action,
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         services.get(&ObjectRef::new(name).within(ns)).is_some()
     };
-    let new = status::route_status(&route, &named, &ctx.labels(), &grants, &exists, &now());
+    let policies = crate::route::http_route::policies_of(&ctx.policies.state());
+    let refs = crate::route::http_route::Refs {
+        grants: &grants,
+        policies: &policies,
+    };
+    let new = status::route_status(&route, &named, &ctx.labels(), &refs, &exists, &now());
     let old = route.status.clone().unwrap_or_default();
     let unchanged = old.parents.len() == new.parents.len()
         && old.parents.iter().zip(&new.parents).all(|(a, b)| {

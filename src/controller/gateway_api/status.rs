@@ -11,14 +11,35 @@ use crate::api::conditions::{condition, set_condition};
 use crate::api::gateway_api::http_route::{HTTPRouteStatus, RouteParentStatus};
 use crate::api::gateway_api::{
     CONTROLLER_NAME, GROUP, Gateway, GatewayAddress, GatewayClass, GatewayClassStatus,
-    GatewayStatus, HTTPRoute, ListenerStatus, ReferenceGrant, RouteGroupKind, SupportedFeature,
+    GatewayStatus, HTTPRoute, ListenerStatus, RouteGroupKind, SupportedFeature,
 };
 use crate::route::attach::{attach, carries_http};
-use crate::route::http_route;
+use crate::route::http_route::{self, Refs};
 use crate::route::listener_tls::CertError;
 
-/// The features `status.supportedFeatures` lists: exactly those Atrium implements so far.
-pub const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
+/// The features `status.supportedFeatures` lists: exactly those the conformance suite passes
+/// (`docs/conformance.md`), sorted as the API requires.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "GatewayPort8080",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+];
 
 /// The GatewayClass status: Accepted, with the supported features.
 pub fn class_status(
@@ -288,7 +309,7 @@ pub fn route_status(
     route: &HTTPRoute,
     gateways: &[Arc<Gateway>],
     labels: &NamespaceLabels,
-    grants: &[ReferenceGrant],
+    refs: &Refs<'_>,
     service_exists: &dyn Fn(&str) -> bool,
     now: &Time,
 ) -> HTTPRouteStatus {
@@ -307,7 +328,7 @@ pub fn route_status(
     let ns_labels = labels
         .get(&route.namespace().unwrap_or_default())
         .unwrap_or(&none);
-    let compiled = http_route::compile(route, vec![], grants);
+    let compiled = http_route::compile(route, vec![], refs);
     let mut missing: Vec<String> = Vec::new();
     for rule in &route.spec.rules {
         for b in &rule.backend_refs {
@@ -535,7 +556,14 @@ mod tests {
         .clone();
         r.status = Some(serde_json::from_value(serde_json::json!({"parents": [{"parentRef": {"name": "x"}, "controllerName": "example.com/other", "conditions": []}]})).expect("status"));
         let exists = |k: &str| k == "app/web";
-        let s = route_status(&r, &[gw], &NamespaceLabels::new(), &[], &exists, &now());
+        let s = route_status(
+            &r,
+            &[gw],
+            &NamespaceLabels::new(),
+            &Refs::grants(&[]),
+            &exists,
+            &now(),
+        );
         assert_eq!(s.parents.len(), 3);
         assert_eq!(s.parents[0].controller_name, "example.com/other");
         assert_eq!(
