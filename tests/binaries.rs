@@ -183,6 +183,7 @@ fn crds_command_prints_every_crd_as_a_yaml_stream() {
         [
             "gatewayroutes.atrium.dev",
             "microservices.atrium.dev",
+            "routepolicies.atrium.dev",
             "serviceconfigs.atrium.dev"
         ]
     );
