@@ -99,6 +99,7 @@ pub fn route(
             rewrite: rule.filters.rewrite.clone(),
             host_rewrite: rule.filters.host_rewrite.clone(),
             redirect: rule.filters.redirect.clone(),
+            cors: rule.filters.cors.clone(),
             request_headers: rule.filters.request_headers.clone(),
             response_headers: rule.filters.response_headers.clone(),
             forward_path_parameters: rule.filters.forward_path_parameters,
@@ -213,6 +214,7 @@ pub fn backends(refs: &[BackendRef], services: &BTreeMap<String, ServiceEntry>) 
                 draining: slots(&|e| !e.ready && e.serving),
                 service: key,
                 weight: b.weight,
+                request_headers: b.request_headers.clone(),
                 next: AtomicUsize::new(0),
             }
         })

@@ -13,6 +13,7 @@ pub mod balance;
 pub mod cert_reload;
 pub mod cluster;
 pub mod compile;
+pub mod cors;
 pub mod drain;
 pub mod files;
 pub mod gateway_api;

@@ -16,6 +16,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
 use tracing::info;
 
+use super::cors;
 use super::headers::{self, HeaderOp};
 use super::metrics::{GatewayMetrics, code_label, method_label};
 use super::outlier::Outliers;
@@ -90,6 +91,10 @@ pub struct Ctx {
     rule: Option<Arc<Rule>>,
     path: String,
     upstream: Option<SocketAddr>,
+    /// Index of the rule's backend `upstream` belongs to.
+    backend: usize,
+    /// The request's `Origin`, when the rule's CORS policy allows it.
+    cors_origin: Option<String>,
     tries: u32,
     request_id: String,
     host: String,
@@ -260,6 +265,8 @@ impl ProxyHttp for Gateway {
             rule: None,
             path: String::new(),
             upstream: None,
+            backend: 0,
+            cors_origin: None,
             tries: 0,
             request_id: String::new(),
             host: String::new(),
@@ -393,6 +400,34 @@ impl ProxyHttp for Gateway {
         };
         let rule = found.rule.clone();
         ctx.rule = Some(rule.clone());
+        // CORS before the policies: a browser's preflight carries no credentials.
+        if let Some(cors) = &rule.cors {
+            let req = session.req_header();
+            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+            let origin = header("origin");
+            let asked = header("access-control-request-method");
+            ctx.cors_origin = origin
+                .filter(|o| cors::origin_allowed(cors, o))
+                .map(str::to_owned);
+            if cors::is_preflight(req.method.as_str(), origin, asked) {
+                let headers = match (&ctx.cors_origin, asked) {
+                    (Some(o), Some(m)) => cors::preflight_headers(
+                        cors,
+                        o,
+                        m,
+                        header("access-control-request-headers"),
+                    ),
+                    _ => vec![],
+                };
+                let mut resp = ResponseHeader::build(204, Some(headers.len() + 2))?;
+                for (k, v) in headers {
+                    resp.insert_header(k, v)?;
+                }
+                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+        }
         if let Outcome::Respond {
             status,
             headers,
@@ -431,15 +466,16 @@ impl ProxyHttp for Gateway {
         }
         ctx.hash = hash_key(session, &rule);
         let outliers = &self.outliers;
-        let Some(upstream) = rule
-            .pick(ctx.hash, &|a| outliers.is_ejected(a))
-            .map(|s| s.addr)
+        let Some((backend, upstream)) = rule
+            .pick_backend(ctx.hash, &|a| outliers.is_ejected(a))
+            .map(|(i, s)| (i, s.addr))
         else {
             let msg = format!("route {} has no ready endpoint", rule.id);
             respond_json(session, 503, "no_endpoint", &msg, &[], &ctx.request_id).await?;
             return Ok(true);
         };
         ctx.upstream = Some(upstream);
+        ctx.backend = backend;
         Ok(false)
     }
 
@@ -458,12 +494,14 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[rule.id.as_str()])
                 .inc();
             let outliers = &self.outliers;
-            if let Some(next) = rule
-                .pick(ctx.hash, &|a| outliers.is_ejected(a))
-                .map(|s| s.addr)
-                && let Some(prev) = ctx.upstream.replace(next)
+            if let Some((backend, next)) = rule
+                .pick_backend(ctx.hash, &|a| outliers.is_ejected(a))
+                .map(|(i, s)| (i, s.addr))
             {
-                rule.release(prev);
+                ctx.backend = backend;
+                if let Some(prev) = ctx.upstream.replace(next) {
+                    rule.release(prev);
+                }
             }
         }
         let addr = ctx
@@ -587,7 +625,13 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(http::header::HOST, host)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(m) = ctx.rule.as_ref().and_then(|r| r.request_headers.as_ref()) {
+        let rule_changes = ctx.rule.as_ref().and_then(|r| r.request_headers.as_ref());
+        let backend_changes = ctx
+            .rule
+            .as_ref()
+            .and_then(|r| r.backends.get(ctx.backend))
+            .and_then(|b| b.request_headers.as_ref());
+        for m in rule_changes.into_iter().chain(backend_changes) {
             for op in headers::ops(m) {
                 match op {
                     HeaderOp::Remove(n) => {
@@ -658,6 +702,14 @@ impl ProxyHttp for Gateway {
                 .observe(start.elapsed().as_secs_f64());
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let (Some(origin), Some(cors)) = (
+            &ctx.cors_origin,
+            ctx.rule.as_ref().and_then(|r| r.cors.as_ref()),
+        ) {
+            for (k, v) in cors::response_headers(cors, origin) {
+                resp.insert_header(k, v)?;
+            }
+        }
         for (k, v) in &ctx.policy.response_headers {
             resp.insert_header(k.clone(), v.as_str())?;
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::balance::{self, Balance, Slot};
 use super::matcher::fill_template;
 use super::policy::Policy;
-use crate::route::{HashKey, HeaderChanges, Redirect, Retries, Rewrite};
+use crate::route::{Cors, HashKey, HeaderChanges, Redirect, Retries, Rewrite};
 
 /// A backend of a rule, resolved to addresses.
 #[derive(Debug, Serialize)]
@@ -24,6 +24,9 @@ pub struct Backend {
     pub ready: Vec<Slot>,
     /// Serving-but-terminating endpoints, used only when none is ready.
     pub draining: Vec<Slot>,
+    /// Request header changes for this backend only.
+    #[serde(skip)]
+    pub request_headers: Option<HeaderChanges>,
     #[serde(skip)]
     pub(super) next: AtomicUsize,
 }
@@ -78,6 +81,9 @@ pub struct Rule {
     /// Answer with this redirect instead of forwarding.
     #[serde(skip)]
     pub redirect: Option<Redirect>,
+    /// Cross-origin resource sharing.
+    #[serde(skip)]
+    pub cors: Option<Cors>,
     /// Request header changes.
     #[serde(skip)]
     pub request_headers: Option<HeaderChanges>,
@@ -129,6 +135,15 @@ impl Rule {
     /// endpoints, or by the key for ConsistentHash), then an endpoint of it by the rule's
     /// balancing policy. The slot's in-flight count is raised; call [`Slot::release`] when done.
     pub fn pick(&self, key: Option<u64>, ejected: &dyn Fn(SocketAddr) -> bool) -> Option<&Slot> {
+        self.pick_backend(key, ejected).map(|(_, slot)| slot)
+    }
+
+    /// [`Rule::pick`], with the index of the backend the endpoint belongs to.
+    pub fn pick_backend(
+        &self,
+        key: Option<u64>,
+        ejected: &dyn Fn(SocketAddr) -> bool,
+    ) -> Option<(usize, &Slot)> {
         let total: u64 = self
             .backends
             .iter()
@@ -143,11 +158,16 @@ impl Rule {
             _ => self.next.fetch_add(1, Ordering::Relaxed) as u64,
         };
         let mut n = spin % total;
-        for b in self.backends.iter().filter(|b| b.available()) {
+        for (i, b) in self
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.available())
+        {
             if n < u64::from(b.weight) {
                 let slot = b.pick(self.balance, key, ejected)?;
                 slot.acquire();
-                return Some(slot);
+                return Some((i, slot));
             }
             n -= u64::from(b.weight);
         }

@@ -110,6 +110,7 @@ mod tests {
                     name: "users".into(),
                     port: None,
                     weight: 1,
+                    request_headers: None,
                 }],
                 filters: Default::default(),
                 timeout: None,

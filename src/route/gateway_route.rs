@@ -145,6 +145,7 @@ pub fn backends(namespace: &str, backends: &[api::Backend]) -> Result<Vec<Backen
                 name: name.clone(),
                 port: b.port.and_then(|p| u16::try_from(p).ok()),
                 weight: u32::try_from(b.weight).unwrap_or(0),
+                request_headers: None,
             })
         })
         .collect()
@@ -198,6 +199,7 @@ pub fn filters(route: &GatewayRoute, rule: &api::RouteRule) -> Filters {
         forward_path_parameters: route.spec.path_parameters == Some(api::PathParameters::Forward),
         host_rewrite: None,
         redirect: None,
+        cors: None,
     }
 }
 

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 
 use super::{
-    BackendKind, BackendRef, Balance, Filters, HeaderChanges, Invalid, Match, PathKind, PathMatch,
-    Policies, Redirect, Rewrite, Route, RouteRef, Rule, ValueKind, ValueMatch,
+    BackendKind, BackendRef, Balance, Cors, Filters, HeaderChanges, Invalid, Match, PathKind,
+    PathMatch, Policies, Redirect, Rewrite, Route, RouteRef, Rule, ValueKind, ValueMatch,
 };
 use crate::api::gateway_api::http_route as api;
 use crate::api::gateway_api::{HTTPRoute, ReferenceGrant, reference_allowed};
@@ -105,6 +105,17 @@ pub fn compile(
             route: source.clone(),
             reason: format!("rule {i}: {reason}"),
         };
+        if let Some(f) = rule
+            .backend_refs
+            .iter()
+            .flat_map(|b| &b.filters)
+            .find(|f| f.type_ != "RequestHeaderModifier")
+        {
+            return Err(invalid(format!(
+                "backendRefs filter {} is not supported yet (RequestHeaderModifier is)",
+                f.type_
+            )));
+        }
         let (mut backends, mut bad) = backends(&source.namespace, &rule.backend_refs, grants);
         let mut unusable_weight: u32 = bad.iter().map(|u| u.weight).sum();
         unresolved.append(&mut bad);
@@ -258,6 +269,17 @@ pub fn filters(
                     port: r.port,
                     path: path_modifier(r.path.as_ref(), matches)?,
                     status,
+                });
+            }
+            "CORS" => {
+                let c = f.cors.as_ref().ok_or("CORS without cors")?;
+                out.cors = Some(Cors {
+                    allow_origins: c.allow_origins.clone(),
+                    allow_methods: c.allow_methods.clone(),
+                    allow_headers: c.allow_headers.clone(),
+                    expose_headers: c.expose_headers.clone(),
+                    allow_credentials: c.allow_credentials.unwrap_or(false),
+                    max_age: c.max_age.unwrap_or(5),
                 });
             }
             // Policies, compiled by `policies`.
@@ -426,6 +448,12 @@ pub fn backends(
             name: b.name.clone(),
             port: b.port,
             weight: b.weight.unwrap_or(1),
+            request_headers: b
+                .filters
+                .iter()
+                .filter(|f| f.type_ == "RequestHeaderModifier")
+                .find_map(|f| f.request_header_modifier.as_ref())
+                .map(header_changes),
         });
     }
     (ok, bad)
@@ -518,6 +546,29 @@ mod tests {
         let c = compile(&r, vec![], &Refs::grants(&[grant])).expect("compiles");
         assert_eq!(c.route.rules[0].backends.len(), 2);
         assert_eq!(c.route.rules[0].backends[1].namespace, "shared");
+    }
+
+    #[test]
+    fn backend_filters_modify_headers_for_that_backend_only() {
+        let r = route(
+            "spec:\n  rules:\n  - backendRefs:\n    - {name: v1, port: 80, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: backend, value: v1}]}}]}\n    - {name: v2, port: 80}\n",
+        );
+        let c = compile(&r, vec![], &Refs::grants(&[])).expect("compiles");
+        let b = &c.route.rules[0].backends;
+        assert_eq!(
+            b[0].request_headers.as_ref().map(|h| h.set.clone()),
+            Some(vec![("backend".to_owned(), "v1".to_owned())])
+        );
+        assert!(b[1].request_headers.is_none());
+        let mirror = route(
+            "spec:\n  rules: [{backendRefs: [{name: v1, port: 80, filters: [{type: RequestMirror}]}]}]\n",
+        );
+        assert!(
+            compile(&mirror, vec![], &Refs::grants(&[]))
+                .unwrap_err()
+                .reason
+                .contains("backendRefs filter RequestMirror")
+        );
     }
 
     #[test]

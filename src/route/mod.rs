@@ -191,6 +191,8 @@ pub struct BackendRef {
     pub port: Option<u16>,
     /// Share of the rule's traffic relative to its other backends.
     pub weight: u32,
+    /// Request header changes for requests sent to this backend only (after the rule's).
+    pub request_headers: Option<HeaderChanges>,
 }
 
 impl BackendRef {
@@ -215,6 +217,26 @@ pub struct Filters {
     pub host_rewrite: Option<String>,
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<Redirect>,
+    /// Cross-origin resource sharing: preflights answered, response headers added.
+    pub cors: Option<Cors>,
+}
+
+/// A CORS policy (the Gateway API's `CORS` filter).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cors {
+    /// Allowed origins: `scheme://host[:port]`, a `*.` wildcard for the host's leading labels,
+    /// or `*`.
+    pub allow_origins: Vec<String>,
+    /// Allowed methods (`*`: any).
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers (`*`: any).
+    pub allow_headers: Vec<String>,
+    /// Response headers a browser may expose.
+    pub expose_headers: Vec<String>,
+    /// Whether credentials may be sent.
+    pub allow_credentials: bool,
+    /// Preflight cache time in seconds.
+    pub max_age: u32,
 }
 
 /// A redirect the gateway answers itself; every part not set is the request's own.

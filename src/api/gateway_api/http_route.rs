@@ -133,9 +133,36 @@ pub struct HTTPRouteFilter {
     /// For `RequestRedirect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_redirect: Option<RequestRedirect>,
+    /// For `CORS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<HTTPCORSFilter>,
     /// For `ExtensionRef`: an object in the route's namespace (Atrium's `RoutePolicy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_ref: Option<LocalObjectReference>,
+}
+
+/// `CORS`: cross-origin resource sharing, answered by the gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HTTPCORSFilter {
+    /// Origins allowed (`https://www.example.com`, `https://*.example.com`, `*`).
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Methods allowed (`*` for any).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed (`*` for any).
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers a browser may expose.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Whether credentials (cookies, authorization) may be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// How long a preflight answer may be cached, in seconds (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
 }
 
 /// An object in the referrer's namespace.
