@@ -2,11 +2,13 @@
 //! the controller provisions it.
 //!
 //! Reflectors on that Gateway, HTTPRoutes, ReferenceGrants, Namespaces (for `allowedRoutes`
-//! selectors), Services, EndpointSlices, RoutePolicies and Secrets feed one route table
-//! per listener port: each port serves the HTTPRoutes attached to its listeners
+//! selectors), Services, EndpointSlices, RoutePolicies and Secrets feed one route table per
+//! listener port, made of one table per listener: each serves the HTTPRoutes attached to it
 //! ([`crate::route::attach`], the rule the controller's status uses too), compiled with the
-//! hostnames they share with those listeners. Each TLS port serves its HTTPS listeners'
-//! certificates by SNI ([`super::sni`]), those [`crate::route::listener_tls`] lets it use.
+//! hostnames they share with that listener. A request is looked up only in the table of the
+//! most specific listener its host matches (listener isolation). Each TLS port serves its
+//! HTTPS listeners' certificates by SNI ([`super::sni`]), those
+//! [`crate::route::listener_tls`] lets it use.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,18 +314,24 @@ fn rebuild(
         env,
     };
     for (port, table) in tables {
-        let inputs = match &gateway {
-            Some(gw) => port_inputs(gw, *port, &sources),
-            None => Inputs {
-                env: env.clone(),
-                ..Inputs::default()
-            },
+        let Some(gw) = &gateway else {
+            table.store(Arc::new(RouteTable::default()));
+            continue;
         };
-        let (built, errors) = RouteTable::build(&inputs);
-        for e in &errors {
-            error!(port, error = %e, "a route is skipped or answers 503 until fixed");
+        // One table per listener on the port: a request is served by the routes of the most
+        // specific listener its host matches, never by a less specific one's.
+        let mut parts = Vec::new();
+        let mut complete = true;
+        for l in gw.spec.listeners.iter().filter(|l| l.port == *port) {
+            let (built, errors) = RouteTable::build(&listener_inputs(gw, &l.name, &sources));
+            for e in &errors {
+                error!(port, listener = %l.name, error = %e, "a route is skipped or answers 503 until fixed");
+            }
+            complete &= errors.is_empty();
+            parts.push((l.hostname.as_ref().map(|h| h.to_ascii_lowercase()), built));
         }
-        updates.record(&built, errors.is_empty());
+        let built = RouteTable::by_listener(parts);
+        updates.record(&built, complete);
         table.store(Arc::new(built));
     }
 }
@@ -347,9 +355,9 @@ pub struct Sources<'a> {
     pub env: &'a PolicyEnv,
 }
 
-/// The table inputs of one port: every HTTPRoute attached to a listener on it, with the union
-/// of the hostnames it shares with those listeners, and the Secrets their policies name.
-pub fn port_inputs(gateway: &Gateway, port: u16, sources: &Sources<'_>) -> Inputs {
+/// The table inputs of one listener: every HTTPRoute attached to it, with the hostnames it
+/// shares with the listener, and the Secrets their policies name.
+pub fn listener_inputs(gateway: &Gateway, listener: &str, sources: &Sources<'_>) -> Inputs {
     let none = BTreeMap::new();
     let mut compiled = Vec::new();
     let mut secrets = Secrets::new();
@@ -358,19 +366,20 @@ pub fn port_inputs(gateway: &Gateway, port: u16, sources: &Sources<'_>) -> Input
             .labels
             .get(&route.namespace().unwrap_or_default())
             .unwrap_or(&none);
-        let on_port: Vec<_> = attach(gateway, route, ns_labels)
+        let on_listener: Vec<_> = attach(gateway, route, ns_labels)
             .into_iter()
             .flat_map(|p| p.attached)
-            .filter(|a| a.port == port)
+            .filter(|a| a.listener == listener)
             .collect();
-        if on_port.is_empty() {
+        if on_listener.is_empty() {
             continue;
         }
-        // Any listener without a hostname restriction means every hostname.
-        let hostnames = if on_port.iter().any(|a| a.hostnames.is_empty()) {
+        // Several parentRefs may attach it to this listener: the union of their hostnames
+        // (any of them without a restriction means every hostname).
+        let hostnames = if on_listener.iter().any(|a| a.hostnames.is_empty()) {
             vec![]
         } else {
-            let mut all: Vec<String> = on_port.into_iter().flat_map(|a| a.hostnames).collect();
+            let mut all: Vec<String> = on_listener.into_iter().flat_map(|a| a.hostnames).collect();
             all.sort();
             all.dedup();
             all

@@ -51,27 +51,39 @@ impl ResolvesServerCert for SniCerts {
 /// else the longest wildcard that covers it, else one without a hostname; without SNI, one
 /// without a hostname or else the first.
 pub fn pick(entries: &[SniEntry], sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-    let catch_all = || entries.iter().find(|e| e.hostname.is_none());
-    let Some(name) = sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) else {
-        return catch_all().or(entries.first()).map(|e| e.key.clone());
-    };
-    let exact = entries
-        .iter()
-        .find(|e| e.hostname.as_deref() == Some(name.as_str()));
+    let hostnames = || entries.iter().map(|e| e.hostname.as_deref());
+    let i = match sni {
+        Some(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            most_specific(hostnames, &name)
+        }
+        None => hostnames().position(|h| h.is_none()).or(Some(0)),
+    }?;
+    entries.get(i).map(|e| e.key.clone())
+}
+
+/// Which of a port's listener hostnames (lower case; `*.` wildcards; `None`: any host) a
+/// request for `host` (lower case, no trailing dot) belongs to, as the Gateway API ranks them:
+/// the exact hostname, else the longest wildcard that covers it, else a listener without a
+/// hostname. `hostnames` yields them in order, each time it is called.
+pub fn most_specific<'a, I>(hostnames: impl Fn() -> I, host: &str) -> Option<usize>
+where
+    I: Iterator<Item = Option<&'a str>>,
+{
+    let exact = hostnames().position(|h| h == Some(host));
     let wildcard = || {
-        entries
-            .iter()
-            .filter_map(|e| {
-                let suffix = e.hostname.as_deref()?.strip_prefix('*')?;
-                (name.ends_with(suffix) && name.len() > suffix.len()).then_some((suffix.len(), e))
+        hostnames()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let suffix = h?.strip_prefix('*')?;
+                (host.ends_with(suffix) && host.len() > suffix.len()).then_some((suffix.len(), i))
             })
             .max_by_key(|(len, _)| *len)
-            .map(|(_, e)| e)
+            .map(|(_, i)| i)
     };
     exact
         .or_else(wildcard)
-        .or_else(catch_all)
-        .map(|e| e.key.clone())
+        .or_else(|| hostnames().position(|h| h.is_none()))
 }
 
 #[cfg(test)]

@@ -70,6 +70,10 @@ pub struct RouteTable {
     exact: HashMap<String, Vec<Indexed>>,
     wildcard: Vec<(String, Vec<Indexed>)>,
     any: Vec<Indexed>,
+    /// Gateway mode: one table per listener of the port, by the listener's hostname (`None`:
+    /// any host). A request is looked up only in the table of the most specific listener its
+    /// host matches (the Gateway API's listener isolation).
+    listeners: Vec<(Option<String>, RouteTable)>,
     /// What `/routes` shows.
     pub summary: Vec<serde_json::Value>,
 }
@@ -78,12 +82,26 @@ pub struct RouteTable {
 pub type BuildError = route::Invalid;
 
 impl RouteTable {
-    fn entries(&self) -> impl Iterator<Item = &Indexed> {
+    fn entries(&self) -> Vec<&Indexed> {
         self.exact
             .values()
             .flatten()
             .chain(self.wildcard.iter().flat_map(|(_, v)| v))
             .chain(&self.any)
+            .chain(self.listeners.iter().flat_map(|(_, t)| t.entries()))
+            .collect()
+    }
+
+    /// One table of per-listener tables (see [`RouteTable::lookup`]); hostnames lower case.
+    pub fn by_listener(listeners: Vec<(Option<String>, RouteTable)>) -> Self {
+        Self {
+            summary: listeners
+                .iter()
+                .flat_map(|(_, t)| t.summary.iter().cloned())
+                .collect(),
+            listeners,
+            ..Self::default()
+        }
     }
 
     /// Every backend service of the table with its endpoints: what `/registry` shows.
@@ -219,6 +237,11 @@ impl RouteTable {
 
     /// Finds the rule for a request.
     pub fn lookup(&self, req: &Request<'_>) -> Option<Found> {
+        if !self.listeners.is_empty() {
+            let hostnames = || self.listeners.iter().map(|(h, _)| h.as_deref());
+            let i = super::sni::most_specific(hostnames, req.host)?;
+            return self.listeners[i].1.lookup(req);
+        }
         let groups = self
             .exact
             .get(req.host)
@@ -547,6 +570,47 @@ mod tests {
             location("/prefix/one/two", 80, false),
             (301, "http://h/one/two?q=1".into())
         );
+    }
+
+    /// Gateway mode: a request is served only by the table of the most specific listener its
+    /// host matches, even when a less specific one has a matching route.
+    #[test]
+    fn listener_tables_isolate_by_the_most_specific_hostname() {
+        let table = |name: &str, path: &str| {
+            let r = route(
+                name,
+                1,
+                &[],
+                json!([{"matches": [{"path": {"type": "PathPrefix", "value": path}}], "backends": [{"microservice": "a"}]}]),
+            );
+            RouteTable::build(&inputs(vec![r])).0
+        };
+        let t = RouteTable::by_listener(vec![
+            (None, table("any", "/any")),
+            (Some("*.example.com".into()), table("wild", "/wild")),
+            (Some("abc.example.com".into()), table("abc", "/abc")),
+        ]);
+        let find = |host: &str, path: &str| lookup(&t, host, "GET", path);
+        assert_eq!(find("other.org", "/any").as_deref(), Some("shop/any/0"));
+        assert_eq!(
+            find("x.example.com", "/any"),
+            None,
+            "isolated from the catch-all"
+        );
+        assert_eq!(
+            find("x.example.com", "/wild").as_deref(),
+            Some("shop/wild/0")
+        );
+        assert_eq!(
+            find("abc.example.com", "/wild"),
+            None,
+            "isolated from the wildcard"
+        );
+        assert_eq!(
+            find("abc.example.com", "/abc").as_deref(),
+            Some("shop/abc/0")
+        );
+        assert_eq!(t.summary.len(), 3);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::route::listener_tls::CertError;
 /// (`docs/conformance.md`), sorted as the API requires.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
+    "GatewayHTTPListenerIsolation",
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
