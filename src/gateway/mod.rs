@@ -242,9 +242,12 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
                         return Err(GatewayError::Tls(format!("no certificate for {addr}")));
                     }
                 };
-            // A resolver serves the certificates; no files are read by pingora.
-            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
-                .map_err(|e| GatewayError::Tls(e.to_string()))?;
+            // A resolver serves the certificates (no files are read by pingora); each
+            // connection keeps its SNI, for the misdirected-request check.
+            let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
+                sni::CaptureServerName,
+            ))
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
             settings.set_cert_resolver(port_resolver);
             settings.enable_h2();
             front.add_tls_with_settings(&addr.to_string(), None, settings);

@@ -361,6 +361,32 @@ impl ProxyHttp for Gateway {
             };
             table.lookup(&request)
         };
+        // A request for a host another listener serves than the one its TLS connection was
+        // opened for (a client reusing a connection across names): 421, so it opens the right
+        // connection.
+        let server_name = session
+            .as_downstream()
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| super::sni::ServerName::of(d).map(str::to_owned));
+        if let Some(name) = server_name
+            && self.table.load().misdirected(&name, &ctx.host)
+        {
+            let msg = format!(
+                "host {} is not served on the connection opened for {name}",
+                ctx.host
+            );
+            respond_json(
+                session,
+                421,
+                "misdirected_request",
+                &msg,
+                &[],
+                &ctx.request_id,
+            )
+            .await?;
+            return Ok(true);
+        }
         let Some(found) = found else {
             respond_json(
                 session,

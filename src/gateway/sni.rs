@@ -6,8 +6,39 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+/// The server name a client asked for in its TLS handshake (lower case), kept with the
+/// connection so requests on it can be checked against it ([`ServerName::capture`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerName(pub String);
+
+/// Records each handshake's SNI in the connection's TLS digest.
+pub struct CaptureServerName;
+
+#[async_trait]
+impl TlsAccept for CaptureServerName {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let name = tls.server_name()?;
+        Some(Arc::new(ServerName(
+            name.trim_end_matches('.').to_ascii_lowercase(),
+        )))
+    }
+}
+
+impl ServerName {
+    /// The SNI of a TLS connection, when [`CaptureServerName`] recorded one.
+    pub fn of(digest: &pingora::protocols::tls::SslDigest) -> Option<&str> {
+        digest.extension.get::<ServerName>().map(|s| s.0.as_str())
+    }
+}
 
 /// One listener's certificate.
 #[derive(Clone, Debug)]

@@ -235,6 +235,18 @@ impl RouteTable {
         (table, errors)
     }
 
+    /// Whether a request over TLS is misdirected: its host belongs to another listener than
+    /// the server name its connection was opened for (the certificate chosen, and what the
+    /// client may coalesce connections by). Only gateway mode's tables have listeners.
+    pub fn misdirected(&self, server_name: &str, host: &str) -> bool {
+        if self.listeners.is_empty() {
+            return false;
+        }
+        let hostnames = || self.listeners.iter().map(|(h, _)| h.as_deref());
+        super::sni::most_specific(hostnames, server_name)
+            != super::sni::most_specific(hostnames, host)
+    }
+
     /// Finds the rule for a request.
     pub fn lookup(&self, req: &Request<'_>) -> Option<Found> {
         if !self.listeners.is_empty() {
@@ -611,6 +623,16 @@ mod tests {
             Some("shop/abc/0")
         );
         assert_eq!(t.summary.len(), 3);
+        // Over TLS, a host of another listener than the connection's server name is
+        // misdirected; one of the same listener is not.
+        assert!(!t.misdirected("x.example.com", "y.example.com"));
+        assert!(t.misdirected("x.example.com", "abc.example.com"));
+        assert!(t.misdirected("abc.example.com", "other.org"));
+        assert!(!t.misdirected("other.org", "unknown.org"));
+        assert!(
+            !RouteTable::default().misdirected("a", "b"),
+            "only gateway mode checks"
+        );
     }
 
     #[test]

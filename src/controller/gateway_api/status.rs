@@ -22,6 +22,7 @@ use crate::route::listener_tls::CertError;
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
