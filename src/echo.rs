@@ -7,7 +7,8 @@
 //! the pod's `namespace`, `ingress`, `service` and `pod` from `NAMESPACE`, `INGRESS_NAME`,
 //! `SERVICE_NAME` and `POD_NAME`. `X-Echo-Set-Header: name:value,...` adds response headers;
 //! `?delay=1s` waits before answering; `/status/NNN` answers that status; `/health` answers
-//! 200. Each request is logged to stdout as the suite's log checks read it.
+//! 200; `/ws` is a WebSocket that echoes every text and binary message. Each request is logged
+//! to stdout as the suite's log checks read it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,7 +59,10 @@ pub async fn run(args: EchoArgs) -> Result<(), EchoError> {
         pod: env("POD_NAME"),
         http_port: args.listen.port().to_string(),
     });
-    let app = Router::new().fallback(answer).with_state(pod);
+    let app = Router::new()
+        .route("/ws", axum::routing::get(websocket))
+        .fallback(answer)
+        .with_state(pod);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| EchoError::Bind(args.listen, e))?;
@@ -70,6 +74,25 @@ pub async fn run(args: EchoArgs) -> Result<(), EchoError> {
     .with_graceful_shutdown(crate::controller::shutdown_signal())
     .await
     .map_err(EchoError::Serve)
+}
+
+/// `/ws`: echoes each text and binary message until the client closes.
+async fn websocket(upgrade: axum::extract::ws::WebSocketUpgrade) -> Response<Body> {
+    use axum::extract::ws::Message;
+    upgrade.on_upgrade(|mut socket| async move {
+        println!("established websocket connection");
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(_) | Message::Binary(_) => message,
+                Message::Close(_) => break,
+                // Pings are answered by the library; nothing else is echoed.
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// A header name as Go's `http.CanonicalHeaderKey` writes it (`x-echo-set-header` →
