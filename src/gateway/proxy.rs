@@ -342,36 +342,39 @@ impl ProxyHttp for Gateway {
         };
         // Matching ignores `;` path parameters (backends that use them read `/a;x` as `/a`).
         let matching = path::without_parameters(&normalized);
-        // Matching holds borrows of the request that may not live across an await.
-        let found: Option<Found> = {
+        // Matching holds borrows of the request that may not live across an await. A request
+        // over TLS for a host another listener serves than the one its connection was opened
+        // for (a client reusing a connection across names) is not matched: 421, so the
+        // client opens the right connection.
+        let (found, misdirected): (Option<Found>, Option<String>) = {
             let table = self.table.load();
-            let req = session.req_header();
-            let header = |name: &str| {
-                req.headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let request = Request {
-                host: &ctx.host,
-                method: req.method.as_str(),
-                path: &matching,
-                query: req.uri.query(),
-                header: &header,
-            };
-            table.lookup(&request)
+            let server_name = session
+                .as_downstream()
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|d| super::sni::ServerName::of(d));
+            match server_name {
+                Some(name) if table.misdirected(name, &ctx.host) => (None, Some(name.to_owned())),
+                _ => {
+                    let req = session.req_header();
+                    let header = |name: &str| {
+                        req.headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let request = Request {
+                        host: &ctx.host,
+                        method: req.method.as_str(),
+                        path: &matching,
+                        query: req.uri.query(),
+                        header: &header,
+                    };
+                    (table.lookup(&request), None)
+                }
+            }
         };
-        // A request for a host another listener serves than the one its TLS connection was
-        // opened for (a client reusing a connection across names): 421, so it opens the right
-        // connection.
-        let server_name = session
-            .as_downstream()
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|d| super::sni::ServerName::of(d).map(str::to_owned));
-        if let Some(name) = server_name
-            && self.table.load().misdirected(&name, &ctx.host)
-        {
+        if let Some(name) = misdirected {
             let msg = format!(
                 "host {} is not served on the connection opened for {name}",
                 ctx.host

@@ -13,7 +13,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 /// The server name a client asked for in its TLS handshake (lower case), kept with the
-/// connection so requests on it can be checked against it ([`ServerName::capture`]).
+/// connection so requests on it can be checked against it (recorded by
+/// [`CaptureServerName`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerName(pub String);
 

@@ -2,10 +2,11 @@
 //!
 //! One route compiles once per listener it attaches to, because its hostnames are the
 //! intersection of its own and the listener's ([`intersect_hostnames`]). Steps per rule:
-//! [`matches`], [`filters`], [`backends`] (which also names the backends that cannot be
-//! resolved: a kind other than Service, or another namespace without a ReferenceGrant) and the
-//! request timeout. A filter the model cannot express yet makes the route invalid (status
-//! `Accepted=False`, `UnsupportedValue`).
+//! [`matches()`], [`filters`] (header changes, rewrites, redirects, CORS), the request policies
+//! of `ExtensionRef` filters naming RoutePolicies ([`Refs`]; a missing one fails closed),
+//! [`backends`] (which also names the backends that cannot be resolved: a kind other than
+//! Service, or another namespace without a ReferenceGrant) and the timeouts. A filter the model
+//! cannot express yet makes the route invalid (status `Accepted=False`, `UnsupportedValue`).
 
 use std::collections::BTreeMap;
 
