@@ -41,6 +41,9 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
             "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: atrium-gateway-{ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: atrium-gateway}}\nsubjects: [{{kind: ServiceAccount, name: atrium-gateway, namespace: {ns}}}]\n"
         )),
     );
+    // Certificates and JWT keys live in two namespaces; the data plane reads Secrets there only.
+    let certs_ns = namespace("gwapi-certs");
+    let secret_namespaces = format!("{ns},{certs_ns}");
     let (_controller, _) = start_controller_with(
         &ns,
         &[
@@ -48,13 +51,14 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
             &ns,
             "--gateway-service-type",
             "ClusterIP",
+            "--gateway-secret-namespaces",
+            &secret_namespaces,
         ],
         &[],
     );
     let _runner = start_pod_runner(&ns);
     // Two certificates: one beside the Gateway, one in another namespace (usable only through
     // a ReferenceGrant).
-    let certs_ns = namespace("gwapi-certs");
     let (shop_dir, other_dir) = (temp_dir("gwapi-shop"), temp_dir("gwapi-other"));
     let (shop_crt, shop_key) = self_signed_cert_for(&shop_dir, "shop.local");
     let (other_crt, other_key) = self_signed_cert_for(&other_dir, "other.local");
@@ -158,6 +162,7 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         data_plane.contains("--gateway") && data_plane.contains(&format!("{ns}/gw")),
         "{data_plane}"
     );
+    assert!(data_plane.contains(&secret_namespaces), "{data_plane}");
     assert_eq!(
         jsonpath(
             Some(&ns),

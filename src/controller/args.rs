@@ -50,6 +50,11 @@ pub struct ControllerArgs {
         env = "ATRIUM_GATEWAY_SERVICE_ACCOUNT"
     )]
     pub gateway_service_account: String,
+    /// Namespaces whose Secrets (listener certificates, RoutePolicies' JWT keys) the data
+    /// planes read (comma-separated; default: every namespace, which needs the gateway
+    /// ClusterRole's Secret access). Passed to them as `--secret-namespaces`.
+    #[arg(long, value_delimiter = ',', env = "ATRIUM_GATEWAY_SECRET_NAMESPACES")]
+    pub gateway_secret_namespaces: Vec<String>,
     /// Type of the data planes' Services: `LoadBalancer`, `NodePort` or `ClusterIP`.
     #[arg(long, default_value = "LoadBalancer", value_parser = ["LoadBalancer", "NodePort", "ClusterIP"], env = "ATRIUM_GATEWAY_SERVICE_TYPE")]
     pub gateway_service_type: String,

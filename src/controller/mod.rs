@@ -204,6 +204,7 @@ async fn gateway_api_settings(
         image: args.gateway_image.clone(),
         service_account: args.gateway_service_account.clone(),
         service_type: args.gateway_service_type.clone(),
+        secret_namespaces: args.gateway_secret_namespaces.clone(),
     })
 }
 

@@ -45,9 +45,10 @@ pub struct GatewayArgs {
     /// In cluster mode, serve routes of this namespace only (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// In cluster mode, read Secrets (JWT keys) only in these namespaces (comma-separated;
-    /// default: the watched namespace, or every namespace). Routes elsewhere that name a
-    /// Secret answer 503 as if it were missing.
+    /// Read Secrets (JWT keys; with --gateway also listener certificates) only in these
+    /// namespaces (comma-separated; default: the watched namespace, or every namespace).
+    /// Routes elsewhere that name a Secret answer 503 as if it were missing; a certificate
+    /// elsewhere is not served.
     #[arg(long, value_delimiter = ',', env = "ATRIUM_SECRET_NAMESPACES")]
     pub secret_namespaces: Vec<String>,
     /// Share of requests written to the access log, 0.0 to 1.0 (5xx answers are always logged).

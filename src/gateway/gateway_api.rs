@@ -45,6 +45,8 @@ pub struct GatewaySource {
     pub tables: BTreeMap<u16, Arc<ArcSwap<RouteTable>>>,
     /// The certificates of each TLS port.
     pub certs: BTreeMap<u16, Arc<SniCerts>>,
+    /// Namespaces whose Secrets are read (empty: every namespace).
+    pub secret_namespaces: Vec<String>,
     /// Set once the first complete tables are in place.
     pub ready: Arc<AtomicBool>,
     /// Build metrics.
@@ -73,7 +75,8 @@ struct Stores {
     namespaces: Store<Namespace>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
-    secrets: Store<Secret>,
+    /// One store per namespace of `--secret-namespaces` (one for all without it).
+    secrets: Vec<Store<Secret>>,
     /// Parsed certificates by Secret `namespace/name@resourceVersion` (parsing a key on every
     /// endpoint change would cost more than the rest of a rebuild).
     parsed: Mutex<HashMap<String, Arc<CertifiedKey>>>,
@@ -87,6 +90,7 @@ async fn watch(client: Client, source: GatewaySource) {
         name,
         tables,
         certs,
+        secret_namespaces,
         ready,
         updates,
         env,
@@ -100,7 +104,6 @@ async fn watch(client: Client, source: GatewaySource) {
     let (namespaces, w4) = reflector::store::<Namespace>();
     let (services, w5) = reflector::store::<Service>();
     let (slices, w6) = reflector::store::<EndpointSlice>();
-    let (secrets, w7) = reflector::store::<Secret>();
     let (policies, w8) = reflector::store::<RoutePolicy>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let one = cfg.clone().fields(&format!("metadata.name={name}"));
@@ -147,12 +150,21 @@ async fn watch(client: Client, source: GatewaySource) {
         "endpointslices",
         reflect("endpointslices", w6, Api::all(client.clone()), labelled, h),
     );
-    // Secrets: listeners' certificates and the JWT keys RoutePolicies name.
-    spawn_notify(
-        &tx,
-        "secrets",
-        reflect("secrets", w7, Api::all(client.clone()), cfg.clone(), h),
-    );
+    // Secrets: listeners' certificates and the JWT keys RoutePolicies name, in the
+    // namespaces the data plane may read.
+    let scopes: Vec<Option<String>> = if secret_namespaces.is_empty() {
+        vec![None]
+    } else {
+        secret_namespaces.into_iter().map(Some).collect()
+    };
+    let mut secrets = Vec::new();
+    for scope in scopes {
+        let (store, writer) = reflector::store::<Secret>();
+        let name = format!("secrets/{}", scope.as_deref().unwrap_or("all"));
+        let api: Api<Secret> = crate::scope::api(&client, scope.as_deref());
+        spawn_notify(&tx, "secrets", reflect(&name, writer, api, cfg.clone(), h));
+        secrets.push(store);
+    }
     spawn_notify(
         &tx,
         "routepolicies",
@@ -170,7 +182,9 @@ async fn watch(client: Client, source: GatewaySource) {
     let _ = namespaces.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
-    let _ = secrets.wait_until_ready().await;
+    for s in &secrets {
+        let _ = s.wait_until_ready().await;
+    }
     let _ = policies.wait_until_ready().await;
     let stores = Stores {
         gateways,
@@ -191,6 +205,14 @@ async fn watch(client: Client, source: GatewaySource) {
     while next_burst(&mut rx).await {
         rebuild(&stores, &tables, &updates, &env);
         load_certs(&stores, &certs);
+    }
+}
+
+impl Stores {
+    /// A Secret from whichever store holds its namespace.
+    fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.secrets.iter().find_map(|s| s.get(&key))
     }
 }
 
@@ -234,7 +256,7 @@ fn load_certs(stores: &Stores, ports: &BTreeMap<u16, Arc<SniCerts>>) {
                 }
             };
             for (ns, name) in refs {
-                let secret = stores.secrets.get(&ObjectRef::new(&name).within(&ns));
+                let secret = stores.secret(&ns, &name);
                 let key = format!(
                     "{ns}/{name}@{}",
                     secret
@@ -297,10 +319,7 @@ fn rebuild(
     let policies = http_route::policies_of(&stores.policies.state());
     let secret = |key: &str| {
         let (ns, name) = key.split_once('/')?;
-        stores
-            .secrets
-            .get(&ObjectRef::new(name).within(ns))
-            .map(|s| secret_data(&s))
+        stores.secret(ns, name).map(|s| secret_data(&s))
     };
     let sources = Sources {
         routes: &routes,

@@ -133,6 +133,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             name: name.clone(),
             tables: tables.clone(),
             certs: sni_certs.clone(),
+            secret_namespaces: args.secret_namespaces.clone(),
             ready: ready.clone(),
             updates,
             env,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub service_account: String,
     /// The Service type: `LoadBalancer`, `NodePort` or `ClusterIP`.
     pub service_type: String,
+    /// Namespaces whose Secrets data planes read (empty: every namespace).
+    pub secret_namespaces: Vec<String>,
 }
 
 /// The data plane's name for a Gateway: `atrium-gw-<name>-<hash>` within 63 characters, the
@@ -97,6 +99,10 @@ pub fn deployment(gateway: &Gateway, settings: &Settings) -> Value {
         "--admin-listen".to_owned(),
         format!("0.0.0.0:{admin}"),
     ];
+    if !settings.secret_namespaces.is_empty() {
+        args.push("--secret-namespaces".to_owned());
+        args.push(settings.secret_namespaces.join(","));
+    }
     for p in &ports {
         args.push(
             if tls_port(gateway, *p) {
@@ -202,6 +208,7 @@ mod tests {
             image: "atrium/atrium:1".into(),
             service_account: "atrium-gateway".into(),
             service_type: "ClusterIP".into(),
+            secret_namespaces: vec![],
         };
         let mut gw = gateway("web", &[80, 8080, 80, 9000, 443]);
         gw.spec.listeners[4].protocol = "HTTPS".into();
@@ -226,6 +233,24 @@ mod tests {
             ])
         );
         assert_eq!(d["metadata"]["namespace"], "atrium-system");
+        // Data planes read Secrets only where their account may.
+        let scoped = Settings {
+            secret_namespaces: vec!["shop".into(), "certs".into()],
+            ..s.clone()
+        };
+        let args =
+            deployment(&gw, &scoped)["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+        let args: Vec<&str> = args
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--secret-namespaces", "shop,certs"]),
+            "{args:?}"
+        );
         let svc = service(&gateway("web", &[80, 8080]), &s);
         assert_eq!(svc["spec"]["ports"].as_array().map(Vec::len), Some(2));
         assert_eq!(svc["spec"]["selector"][GATEWAY_NAME_LABEL], "web");
