@@ -268,16 +268,7 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
         (code.to_owned(), body.to_owned())
     };
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() + 600)
-        .unwrap_or(0);
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": "ada", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(hmac.as_bytes()),
-    )
-    .expect("sign");
+    let token = hs256_token(hmac, "ada");
     let bearer = format!("Authorization: Bearer {token}");
     let (code, body) = wait_until("the RoutePolicy to guard /members", WAIT, || {
         let r = curl("/members/me", &[]);

@@ -430,16 +430,7 @@ spec:
         ],
         None,
     );
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() + 600)
-        .unwrap_or(0);
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"sub": "ada", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign");
+    let token = hs256_token(secret, "ada");
     let auth = format!("Bearer {token}");
     let r = wait_until("the gateway verifies with the new Secret", WAIT, || {
         let r = http.get("/api/me", &[("authorization", &auth)]);

@@ -209,6 +209,11 @@ async fn watch(client: Client, source: GatewaySource) {
 }
 
 impl Stores {
+    /// The ReferenceGrants, as the route and certificate rules take them.
+    fn grants(&self) -> Vec<ReferenceGrant> {
+        self.grants.state().iter().map(|g| (**g).clone()).collect()
+    }
+
     /// A Secret from whichever store holds its namespace.
     fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         let key = ObjectRef::new(name).within(namespace);
@@ -228,12 +233,7 @@ fn load_certs(stores: &Stores, ports: &BTreeMap<u16, Arc<SniCerts>>) {
         }
         return;
     };
-    let grants: Vec<ReferenceGrant> = stores
-        .grants
-        .state()
-        .iter()
-        .map(|g| (**g).clone())
-        .collect();
+    let grants = stores.grants();
     let mut parsed = stores
         .parsed
         .lock()
@@ -310,12 +310,7 @@ fn rebuild(
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect();
     let routes = stores.routes.state();
-    let grants: Vec<ReferenceGrant> = stores
-        .grants
-        .state()
-        .iter()
-        .map(|g| (**g).clone())
-        .collect();
+    let grants = stores.grants();
     let policies = http_route::policies_of(&stores.policies.state());
     let secret = |key: &str| {
         let (ns, name) = key.split_once('/')?;

@@ -119,6 +119,20 @@ pub fn write_report(name: &str, report: &str) {
     std::fs::write(dir.join(name), report).expect("write report");
 }
 
+/// An HS256 JWT for `sub`, valid for ten minutes, signed with `secret`.
+pub fn hs256_token(secret: &str, sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() + 600)
+        .unwrap_or(0);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
 /// A fresh directory under the system temp dir for this test process.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("atrium-{name}-{}", std::process::id()));
