@@ -89,18 +89,7 @@ fn a_gateway_gets_a_data_plane_that_serves_its_httproutes() {
     // Atrium's policies on a standard route: a RoutePolicy (JWT from a Secret, and a rate
     // limit) applied by an ExtensionRef filter; another rule names one that does not exist.
     let hmac = "an-hmac-secret-of-at-least-32-bytes!";
-    kubectl_ok(
-        &[
-            "create",
-            "secret",
-            "generic",
-            "api-keys",
-            "-n",
-            &ns,
-            &format!("--from-literal=hmac={hmac}"),
-        ],
-        None,
-    );
+    create_secret(&ns, "api-keys", "hmac", hmac);
     apply_yaml(
         &ns,
         "apiVersion: atrium.dev/v1alpha1\nkind: RoutePolicy\nmetadata: {name: members}\nspec:\n  auth: {jwt: {providers: [{name: local, jwks: {secretRef: {name: api-keys, key: hmac}}, forwardClaims: [{claim: sub, header: x-user-id}]}]}}\n  rateLimit: {requests: 2, period: 1m}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: members}\nspec:\n  parentRefs: [{name: gw, sectionName: http}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /members}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: members}}]\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /unguarded}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: atrium.dev, kind: RoutePolicy, name: nowhere}}]\n    backendRefs: [{name: echo, port: 8080}]\n",

@@ -284,18 +284,7 @@ fn tls_certificate_from_a_kubernetes_tls_secret() {
         ],
         None,
     );
-    kubectl_ok(
-        &[
-            "create",
-            "secret",
-            "generic",
-            "not-tls",
-            "-n",
-            &ns,
-            "--from-literal=a=b",
-        ],
-        None,
-    );
+    create_secret(&ns, "not-tls", "a", "b");
     let kubeconfig = gateway_kubeconfig();
     let env = [("KUBECONFIG", kubeconfig.as_os_str())];
 
@@ -418,18 +407,7 @@ spec:
 
     // The Secret appears: the gateway picks it up from its watch, the controller on its
     // next look.
-    kubectl_ok(
-        &[
-            "create",
-            "secret",
-            "generic",
-            "api-keys",
-            "-n",
-            &ns,
-            &format!("--from-literal=hmac={secret}"),
-        ],
-        None,
-    );
+    create_secret(&ns, "api-keys", "hmac", secret);
     let token = hs256_token(secret, "ada");
     let auth = format!("Bearer {token}");
     let r = wait_until("the gateway verifies with the new Secret", WAIT, || {

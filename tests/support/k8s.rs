@@ -125,6 +125,22 @@ pub fn kstatus(namespace: &str, resource: &str) -> String {
         .to_owned()
 }
 
+/// Creates a generic (Opaque) Secret with one key.
+pub fn create_secret(namespace: &str, name: &str, key: &str, value: &str) {
+    kubectl_ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            namespace,
+            &format!("--from-literal={key}={value}"),
+        ],
+        None,
+    );
+}
+
 /// Server-side applies a YAML stream into `namespace`.
 pub fn apply_yaml(namespace: &str, yaml: &str) {
     kubectl_ok(
