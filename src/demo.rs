@@ -3,6 +3,12 @@
 //! request path, the headers it received (to show forwarded claims) and its configuration
 //! (files of each `--config-dir`, re-read on every request so hot reloads show, and the
 //! environment variables `--env-keys` names). `/healthz` answers 200; `/metrics` serves Prometheus text.
+//!
+//! With `--downstream NAME=URL` (the shop's `orders`: `users=$(USERS_URL)`), a request for
+//! `/<service>/<id>` also calls `GET URL/NAME/<id>` of every downstream, in parallel, and
+//! includes their answers under `downstream`: the shop becomes a real call graph, by Service
+//! name through the cluster's DNS and kube-proxy. A downstream that fails makes the answer 502,
+//! naming it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +40,34 @@ pub struct DemoArgs {
     /// came from the pod's `env` and `envFrom`).
     #[arg(long, env = "ATRIUM_DEMO_ENV_KEYS", value_delimiter = ',')]
     pub env_keys: Vec<String>,
+    /// A service this one calls, as `NAME=URL` (e.g. `users=http://users:8080`); repeatable.
+    #[arg(long, env = "ATRIUM_DEMO_DOWNSTREAM", value_delimiter = ',', value_parser = parse_downstream)]
+    pub downstream: Vec<Downstream>,
+}
+
+/// A service the demo backend calls for `/<service>/<id>` requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Downstream {
+    /// Its name: the first path segment of the call and the key of its answer.
+    pub name: String,
+    /// Its base URL (`http://users:8080`).
+    pub url: String,
+}
+
+fn parse_downstream(s: &str) -> Result<Downstream, String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=URL, e.g. users=http://users:8080"))?;
+    let url = url.trim_end_matches('/');
+    if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "{s:?}: expected NAME=URL with an http:// or https:// URL, e.g. users=http://users:8080"
+        ));
+    }
+    Ok(Downstream {
+        name: name.to_owned(),
+        url: url.to_owned(),
+    })
 }
 
 /// The demo backend could not run.
@@ -48,12 +82,16 @@ pub enum DemoError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The HTTP client for downstream calls could not be built.
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 struct Demo {
     args: DemoArgs,
     registry: Registry,
     requests: IntCounterVec,
+    http: reqwest::Client,
 }
 
 /// Serves until the process is stopped.
@@ -68,10 +106,20 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     )?;
     registry.register(Box::new(requests.clone()))?;
     let listen = args.listen;
+    // One TLS crypto provider for the process (the one pingora uses); already installed is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A new connection per call: kube-proxy balances connections, not requests, so a pooled
+    // connection would pin every call to one replica behind a cluster IP.
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()?;
     let state = Arc::new(Demo {
         args,
         registry,
         requests,
+        http,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -136,6 +184,50 @@ fn config(args: &DemoArgs) -> BTreeMap<String, String> {
     out
 }
 
+/// Request headers a downstream call carries on (who the user is, which request this is).
+const PROPAGATED: &[&str] = &["x-request-id", "x-user-id", "x-user-scope"];
+
+/// The `<id>` of a `/<service>/<id>` path.
+fn item_id<'a>(service: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path
+        .strip_prefix('/')?
+        .strip_prefix(service)?
+        .strip_prefix('/')?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// Calls every downstream for item `id`; `Err` names the first that failed.
+async fn call_downstream(
+    demo: &Demo,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<serde_json::Map<String, serde_json::Value>, (String, String)> {
+    let calls = demo.args.downstream.iter().map(|d| async move {
+        let mut req = demo.http.get(format!("{}/{}/{id}", d.url, d.name));
+        for h in PROPAGATED {
+            if let Some(v) = headers.get(*h) {
+                req = req.header(*h, v);
+            }
+        }
+        let result = async {
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("answered {status}"));
+            }
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
+        }
+        .await;
+        (d.name.clone(), result)
+    });
+    let mut out = serde_json::Map::new();
+    for (name, result) in futures::future::join_all(calls).await {
+        out.insert(name.clone(), result.map_err(|e| (name, e))?);
+    }
+    Ok(out)
+}
+
 async fn answer(State(demo): State<Arc<Demo>>, req: Request) -> impl IntoResponse {
     demo.requests.with_label_values(&["api"]).inc();
     let headers: BTreeMap<String, String> = req
@@ -143,7 +235,8 @@ async fn answer(State(demo): State<Arc<Demo>>, req: Request) -> impl IntoRespons
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
-    let body = json!({
+    let path = req.uri().path();
+    let mut body = json!({
         "service": demo.args.name,
         "podIP": demo.args.listen.ip().to_string(),
         "method": req.method().as_str(),
@@ -151,9 +244,45 @@ async fn answer(State(demo): State<Arc<Demo>>, req: Request) -> impl IntoRespons
         "headers": headers,
         "config": config(&demo.args),
     });
+    let mut status = StatusCode::OK;
+    if !demo.args.downstream.is_empty()
+        && let Some(id) = item_id(&demo.args.name, path)
+    {
+        match call_downstream(&demo, id, req.headers()).await {
+            Ok(answers) => body["downstream"] = answers.into(),
+            Err((name, error)) => {
+                status = StatusCode::BAD_GATEWAY;
+                body["error"] = format!("downstream {name}: {error}").into();
+            }
+        }
+    }
     (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downstreams_parse_and_items_match_the_service() {
+        assert_eq!(
+            parse_downstream("users=http://users:8080/"),
+            Ok(Downstream {
+                name: "users".into(),
+                url: "http://users:8080".into()
+            })
+        );
+        assert!(parse_downstream("users").is_err());
+        assert!(parse_downstream("users=users:8080").is_err());
+        assert!(parse_downstream("=http://x").is_err());
+        assert_eq!(item_id("orders", "/orders/42"), Some("42"));
+        assert_eq!(item_id("orders", "/orders"), None);
+        assert_eq!(item_id("orders", "/orders/"), None);
+        assert_eq!(item_id("orders", "/orders/42/items"), None);
+        assert_eq!(item_id("orders", "/ordersx/42"), None);
+    }
 }

@@ -216,8 +216,34 @@ fn the_shop_end_to_end() {
     assert!(limited.header("retry-after").is_some());
     summary.push("3. 401 without a token and for a wrong audience; 429 with Retry-After".into());
 
-    // 4. Scale orders 2 → 4 → 2 under load: new pods get traffic, nothing fails.
-    let load = Load::start(port, "/api/orders", auth.clone());
+    // 4. The call chain: orders/{id} calls users and products by Service name (the local
+    //    cluster's DNS and kube-proxy) and includes their answers.
+    let r = wait_until("orders answers with users and products", WAIT, || {
+        let r = http.get("/api/orders/7", &[("authorization", &auth)]);
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(r.body["service"], "orders", "{:?}", r.body);
+    assert_eq!(
+        r.body["downstream"]["users"]["service"], "users",
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["downstream"]["users"]["path"], "/users/7");
+    assert_eq!(
+        r.body["downstream"]["users"]["headers"]["x-user-id"],
+        "alice"
+    );
+    assert_eq!(r.body["downstream"]["products"]["service"], "products");
+    let products = ready_pod_ips(&ns, "products");
+    let ip = r.body["downstream"]["products"]["podIP"]
+        .as_str()
+        .unwrap_or("?");
+    assert!(products.contains(ip), "{ip} is a ready products pod");
+    summary.push("4. orders/7 → users and products by Service name, claims carried on".into());
+
+    // 5. Scale orders 2 → 4 → 2 under load (each request the whole call chain): new pods get
+    //    traffic, nothing fails.
+    let load = Load::start(port, "/api/orders/7", auth.clone());
     let phase = Instant::now();
     kubectl_ok(
         &["scale", "microservice", "orders", "-n", &ns, "--replicas=4"],
@@ -232,7 +258,7 @@ fn the_shop_end_to_end() {
         load.since(all_ready).2.is_superset(&four).then_some(())
     });
     summary.push(format!(
-        "4. orders 2→4: all four served {:.1?} after the last became ready",
+        "5. orders 2→4: all four served {:.1?} after the last became ready",
         all_ready.elapsed()
     ));
     kubectl_ok(
@@ -249,7 +275,7 @@ fn the_shop_end_to_end() {
     );
     summary.push(format!("   scaled up and down with {n} requests, 0 failed"));
 
-    // 5. Change the ServiceConfig: pods roll, the service reports the new value, nothing fails.
+    // 6. Change the ServiceConfig: pods roll, the service reports the new value, nothing fails.
     let phase = Instant::now();
     kubectl_ok(
         &[
@@ -279,10 +305,10 @@ fn the_shop_end_to_end() {
         "failed requests during the config rollout: {failures:?} of {n}"
     );
     summary.push(format!(
-        "5. config change rolled out with {n} requests, 0 failed"
+        "6. config change rolled out with {n} requests, 0 failed"
     ));
 
-    // 6. Kill one backend process: it turns unready and traffic continues; it comes back.
+    // 7. Kill one backend process: it turns unready and traffic continues; it comes back.
     let victim = ready_pod_ips(&ns, "orders")
         .into_iter()
         .next()
@@ -309,11 +335,11 @@ fn the_shop_end_to_end() {
         "failed requests after the ejection: {failures:?} of {n}"
     );
     summary.push(format!(
-        "6. killed {victim}: unready, restarted, {n} requests after ejection, 0 failed"
+        "7. killed {victim}: unready, restarted, {n} requests after ejection, 0 failed"
     ));
     drop(load);
 
-    // 7. Delete users: the route reports ResolvedRefs=False and answers 503 JSON; re-create.
+    // 8. Delete users: the route reports ResolvedRefs=False and answers 503 JSON; re-create.
     kubectl_ok(&["delete", "microservice", "users", "-n", &ns], None);
     wait_until("ResolvedRefs=False", WAIT, || {
         (condition(&ns, "gatewayroute", "shop-api", "ResolvedRefs") == "False").then_some(())
@@ -342,9 +368,9 @@ fn the_shop_end_to_end() {
     wait_until("users serves again", WAIT, || {
         (http.get("/api/users/1", &[("authorization", &auth)]).status == 200).then_some(())
     });
-    summary.push("7. users deleted → ResolvedRefs=False and 503 JSON; re-created → 200".into());
+    summary.push("8. users deleted → ResolvedRefs=False and 503 JSON; re-created → 200".into());
 
-    // 8. Delete everything: all children go.
+    // 9. Delete everything: all children go.
     kubectl_ok(
         &[
             "delete",
@@ -372,7 +398,7 @@ fn the_shop_end_to_end() {
         );
         left.trim().is_empty().then_some(())
     });
-    summary.push("8. everything deleted, no children left".into());
+    summary.push("9. everything deleted, no children left".into());
     summary.push(format!(
         "end-to-end scenario took {:.1?}",
         started.elapsed()

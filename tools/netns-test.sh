@@ -27,7 +27,7 @@ trap cleanup EXIT INT TERM
 
 echo "==> starting the local control plane in $cluster"
 start=$SECONDS
-tools/local-cluster/cluster.sh up "$cluster"
+ATRIUM_SERVICE_NETWORK=1 tools/local-cluster/cluster.sh up "$cluster"
 echo "    ready after $((SECONDS - start))s"
 
 export ATRIUM_TEST_KUBECONFIG="$cluster/kubeconfig" ATRIUM_TEST_BIN_DIR="$bin" CARGO_NET_OFFLINE=true

@@ -29,7 +29,7 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 log "starting the local control plane (logs: $state/cluster/logs/)"
-tools/local-cluster/cluster.sh up "$state/cluster" 2>"$logs/cluster.log"
+ATRIUM_SERVICE_NETWORK=1 tools/local-cluster/cluster.sh up "$state/cluster" 2>"$logs/cluster.log"
 export KUBECONFIG="$state/cluster/kubeconfig"
 
 log "installing the CRDs and applying manifests/samples/ to namespace $ns"
@@ -42,7 +42,7 @@ log "starting the controller, the gateway and the pod runner (logs: $logs/)"
 "$atrium" controller --metrics-listen 127.0.0.1:8080 2>"$logs/controller.log" & pids+=($!)
 "$atrium" gateway --listen 127.0.0.1:8000 --admin-listen 127.0.0.1:9000 --grace-period 1 \
   --access-log-sample-rate 0 2>"$logs/gateway.log" & pids+=($!)
-"$atrium" pod-runner --namespace "$ns" --work-dir "$state/pods" 2>"$logs/pod-runner.log" & pids+=($!)
+"$atrium" pod-runner --namespace "$ns" --work-dir "$state/pods" --cluster-dns "$(cat "$state/cluster/cluster-dns")" 2>"$logs/pod-runner.log" & pids+=($!)
 
 start=$SECONDS
 until curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:9000/readyz >/dev/null 2>&1; do

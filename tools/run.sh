@@ -40,6 +40,7 @@ try_it() { # the commands a newcomer can paste
 
   curl -s -H "Authorization: Bearer \$TOKEN" http://$gw/api/users/42   # users, path /users/42, x-user-id forwarded
   curl -s -H "Authorization: Bearer \$TOKEN" http://$gw/api/orders     # orders (needs scope orders:read)
+  curl -s -H "Authorization: Bearer \$TOKEN" http://$gw/api/orders/7   # orders calls users and products by Service name
   curl -si http://$gw/api/products | head -12                          # open, rate-limited: see RateLimit-* headers
   curl -si http://$gw/api/users/42 | head -5                           # no token: 401
 

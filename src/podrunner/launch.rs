@@ -14,7 +14,8 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use super::{PodRunnerArgs, Running, is_local_pod_ip};
+use super::services::{private_resolv_conf, resolv_conf, service_env};
+use super::{PodRunnerArgs, Running, Stores, is_local_pod_ip};
 
 /// A program the runner knows how to run for a container image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,10 @@ pub(super) struct Launch {
     pub(super) volumes: Vec<(String, PathBuf)>,
     /// Where the process's output goes (`<work-dir>/<namespace>/<pod>/<container>.log`).
     pub(super) log: PathBuf,
+    /// The variables of the cluster's Services (the pod's own `env` wins over them).
+    pub(super) service_env: BTreeMap<String, String>,
+    /// The pod's `resolv.conf`, mounted at `/etc/resolv.conf` for the process alone.
+    pub(super) resolv_conf: Option<PathBuf>,
 }
 
 /// The address a pod's demo process listens on.
@@ -166,8 +171,9 @@ pub(super) async fn start(
     args: &PodRunnerArgs,
     client: &Client,
     pod: &Pod,
-    cms: &Store<ConfigMap>,
+    stores: &Stores,
 ) -> Option<Running> {
+    let cms = &stores.cms;
     let (container, program) = demo_container(pod)?;
     let addr = pod_addr(pod)?;
     if !is_local_pod_ip(addr.ip()) {
@@ -175,6 +181,18 @@ pub(super) async fn start(
         return None;
     }
     let ns = pod.namespace().unwrap_or_default();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let services = stores.services.state();
+    // The pod's namespace's Services, and the master Service as a kubelet adds it; the pod's
+    // own env (below) wins over them.
+    let service_vars = service_env(services.iter().map(AsRef::as_ref).filter(|s| {
+        let s_ns = s.namespace().unwrap_or_default();
+        (links && s_ns == ns) || (s_ns == "default" && s.name_any() == "kubernetes")
+    }));
     let mut env = BTreeMap::new();
     for from in container.env_from.iter().flatten() {
         if let Some(r) = &from.config_map_ref
@@ -220,13 +238,17 @@ pub(super) async fn start(
         }
     }
     let ip = addr.ip().to_string();
-    // Listen addresses like 0.0.0.0:9000 become the pod's own IP.
+    // `$(VAR)` references expand from the environment, as a kubelet expands them; listen
+    // addresses like 0.0.0.0:9000 become the pod's own IP.
     let mut argv: Vec<String> = container
         .args
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .map(|a| a.replace("0.0.0.0:", &format!("{ip}:")))
+        .map(|a| {
+            let all = |k: &str| env.get(k).or_else(|| service_vars.get(k));
+            expand_vars(&a, all).replace("0.0.0.0:", &format!("{ip}:"))
+        })
         .collect();
     argv.extend(extra);
     if program == Program::Atrium {
@@ -247,12 +269,25 @@ pub(super) async fn start(
             .to_owned()
         });
     let _ = std::fs::create_dir_all(&pod_dir);
+    let resolv = args
+        .cluster_dns
+        .filter(|_| std::path::Path::new("/etc/resolv.conf").exists())
+        .and_then(|dns| resolv_conf(pod, dns, &args.cluster_domain))
+        .and_then(|conf| {
+            let path = pod_dir.join("resolv.conf");
+            std::fs::write(&path, conf)
+                .map_err(|e| warn!(pod = %pod.name_any(), error = %e, "cannot write the pod's resolv.conf"))
+                .ok()?;
+            Some(path)
+        });
     let spec = Launch {
         program,
         args: argv,
         env,
         volumes,
         log: pod_dir.join(format!("{}.log", container.name)),
+        service_env: service_vars,
+        resolv_conf: resolv,
     };
     write_volumes(&spec, pod, cms);
     let child = spawn(&spec, addr)?;
@@ -268,6 +303,32 @@ pub(super) async fn start(
         crashes: 0,
         spec,
     })
+}
+
+/// Kubernetes's `$(VAR)` expansion of a container's args: a defined variable is replaced,
+/// `$$` is a literal `$`, anything else stays as written.
+pub(super) fn expand_vars<'a>(arg: &str, env: impl Fn(&str) -> Option<&'a String>) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+            && let Some(value) = env(&inner[..end])
+        {
+            out.push_str(value);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(super) fn write_volumes(spec: &Launch, pod: &Pod, cms: &Store<ConfigMap>) {
@@ -315,7 +376,8 @@ pub(super) fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
     if !spec.env.contains_key("ATRIUM_LOG_LEVEL") {
         cmd.env("ATRIUM_LOG_LEVEL", "warn");
     }
-    cmd.envs(&spec.env)
+    cmd.envs(&spec.service_env)
+        .envs(&spec.env)
         .env(
             "ATRIUM_DEMO_ENV_KEYS",
             spec.env.keys().cloned().collect::<Vec<_>>().join(","),
@@ -323,11 +385,36 @@ pub(super) fn spawn(spec: &Launch, addr: SocketAddr) -> Option<Child> {
         .env("ATRIUM_EXIT_WITH_PARENT", "true")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    if let Some(conf) = spec.resolv_conf.clone() {
+        // SAFETY: the closure runs in the forked child before exec and only makes system
+        // calls (unshare, mount) on paths prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || private_resolv_conf(&conf));
+        }
+    }
     match cmd.spawn() {
         Ok(c) => Some(c),
         Err(e) => {
             warn!(%addr, error = %e, "could not start a pod process");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_expand_defined_variables_only() {
+        let env = BTreeMap::from([("USERS_URL".to_owned(), "http://users:8080".to_owned())]);
+        let get = |k: &str| env.get(k);
+        assert_eq!(
+            expand_vars("users=$(USERS_URL)", get),
+            "users=http://users:8080"
+        );
+        assert_eq!(expand_vars("$(MISSING)/x", get), "$(MISSING)/x");
+        assert_eq!(expand_vars("$$(USERS_URL)", get), "$(USERS_URL)");
+        assert_eq!(expand_vars("a$b$(", get), "a$b$(");
     }
 }

@@ -11,6 +11,7 @@
 //! `tools/run-local.sh`); the runner refuses any other address.
 
 mod launch;
+mod services;
 mod status;
 
 use self::launch::{Launch, pod_addr, spawn, start, write_volumes};
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::watch::resilient;
 use clap::Args;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -43,12 +44,24 @@ pub struct PodRunnerArgs {
         env = "ATRIUM_POD_RUNNER_DIR"
     )]
     pub work_dir: PathBuf,
-    /// Seconds a process keeps serving after its pod is gone (like a preStop pause).
-    #[arg(long, default_value_t = 2, env = "ATRIUM_POD_RUNNER_DRAIN")]
+    /// Seconds a process keeps serving after its pod is gone (like a preStop pause): long
+    /// enough for kube-proxy to stop sending new connections there.
+    #[arg(long, default_value_t = 5, env = "ATRIUM_POD_RUNNER_DRAIN")]
     pub drain_seconds: u64,
     /// Only pods of this namespace (default: every namespace).
     #[arg(long, env = "ATRIUM_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// The cluster DNS Service's IP (a kubelet's `clusterDNS`): each pod process then sees a
+    /// `resolv.conf` naming it, with the pod namespace's search path. Unset: the machine's.
+    #[arg(long, env = "ATRIUM_POD_RUNNER_CLUSTER_DNS")]
+    pub cluster_dns: Option<IpAddr>,
+    /// The cluster's DNS domain (a kubelet's `clusterDomain`).
+    #[arg(
+        long,
+        default_value = "cluster.local",
+        env = "ATRIUM_POD_RUNNER_CLUSTER_DOMAIN"
+    )]
+    pub cluster_domain: String,
 }
 
 /// The runner could not start.
@@ -88,16 +101,26 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     let cms_api: Api<ConfigMap> = crate::scope::api(&client, args.namespace.as_deref());
     let (pods, pw) = reflector::store::<Pod>();
     let (cms, cw) = reflector::store::<ConfigMap>();
+    let (services, sw) = reflector::store::<Service>();
+    let svc_api: Api<Service> = crate::scope::api(&client, args.namespace.as_deref());
     let health = crate::watch::WatchHealth::new();
     let cfg = watcher::Config::default();
     let pod_events = reflector::reflector(pw, resilient("pods", pods_api, cfg.clone(), &health))
         .touched_objects();
+    let svc_events = reflector::reflector(sw, resilient("services", svc_api, cfg.clone(), &health))
+        .touched_objects();
     let cm_events =
         reflector::reflector(cw, resilient("configmaps", cms_api, cfg, &health)).touched_objects();
     tokio::spawn(cm_events.for_each(|_| async {}));
+    tokio::spawn(svc_events.for_each(|_| async {}));
     tokio::spawn(pod_events.for_each(|_| async {}));
     let _ = pods.wait_until_ready().await;
     let _ = cms.wait_until_ready().await;
+    let _ = services.wait_until_ready().await;
+    if args.cluster_dns.is_some() && !std::path::Path::new("/etc/resolv.conf").exists() {
+        warn!("no /etc/resolv.conf to mount each pod's over; pod processes use the machine's DNS");
+    }
+    let stores = Stores { cms, services };
     info!("pod-runner: watching pods");
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut draining: HashMap<SocketAddr, (Child, Instant)> = HashMap::new();
@@ -115,7 +138,7 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
             &args,
             &client,
             &pods,
-            &cms,
+            &stores,
             &mut running,
             &mut draining,
             &http,
@@ -124,11 +147,17 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     }
 }
 
+/// What a pod's process is built from besides the pod itself.
+pub(super) struct Stores {
+    cms: Store<ConfigMap>,
+    services: Store<Service>,
+}
+
 async fn reconcile(
     args: &PodRunnerArgs,
     client: &Client,
     pods: &Store<Pod>,
-    cms: &Store<ConfigMap>,
+    stores: &Stores,
     running: &mut HashMap<String, Running>,
     draining: &mut HashMap<SocketAddr, (Child, Instant)>,
     http: &reqwest::Client,
@@ -186,14 +215,14 @@ async fn reconcile(
                 warn!(pod = %pod.name_any(), %addr, "another live pod has this IP; not starting a process for either");
                 continue;
             }
-            if let Some(r) = start(args, client, pod, cms).await {
+            if let Some(r) = start(args, client, pod, stores).await {
                 running.insert(uid.clone(), r);
             }
         }
         let Some(r) = running.get_mut(uid) else {
             continue;
         };
-        write_volumes(&r.spec, pod, cms);
+        write_volumes(&r.spec, pod, &stores.cms);
         // A process that exited is restarted after a back-off (2 s, doubling up to 30 s, like a
         // kubelet's), so its pod is visibly unready in between.
         if r.exited_at.is_none()

@@ -129,9 +129,13 @@ pub fn start_gateway(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> (Proc,
 pub fn start_pod_runner(namespace: &str) -> Proc {
     assert_hermetic_network();
     let dir = std::env::temp_dir().join(format!("atrium-pods-{namespace}"));
-    let child = Command::new(atrium_bin())
-        .args(["pod-runner", "--namespace", namespace, "--work-dir"])
-        .arg(&dir)
+    let mut cmd = Command::new(atrium_bin());
+    cmd.args(["pod-runner", "--namespace", namespace, "--work-dir"])
+        .arg(&dir);
+    if let Some(dns) = cluster_dns() {
+        cmd.args(["--cluster-dns", &dns]);
+    }
+    let child = cmd
         .env("KUBECONFIG", kubeconfig())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -139,6 +143,18 @@ pub fn start_pod_runner(namespace: &str) -> Proc {
         .spawn()
         .expect("pod-runner starts");
     Proc(child)
+}
+
+/// The cluster DNS Service's IP when the test cluster runs kube-proxy and CoreDNS (the shared
+/// one does; a [`PrivateCluster`](super::PrivateCluster) does not).
+pub fn cluster_dns() -> Option<String> {
+    let dir = kubeconfig().parent()?.to_path_buf();
+    Some(
+        std::fs::read_to_string(dir.join("cluster-dns"))
+            .ok()?
+            .trim()
+            .to_owned(),
+    )
 }
 
 /// Sends signal `sig` (`TERM`, `STOP`, `CONT`, …) to process `pid`.

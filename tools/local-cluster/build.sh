@@ -3,8 +3,8 @@
 #
 #   tools/local-cluster/build.sh         # prints the directory that holds the binaries
 #
-# Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm,
-# kstatus, prometheus, promtool, kwok-stages.yaml and gateway-api-crds/ in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
+# Output: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl,
+# kwok, helm, kstatus, prometheus, promtool, coredns, jaeger, kwok-stages.yaml and gateway-api-crds/ in $ATRIUM_CACHE_DIR/bin/<versions>/ (default ~/.cache/atrium). Components that
 # are already there are not rebuilt. If KUBEBUILDER_ASSETS names a directory with the server
 # binaries, those are used instead of building them (kwok and helm are still built if missing).
 set -euo pipefail
@@ -29,7 +29,7 @@ fi
 build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 timed() { local start=$SECONDS; "$@"; log "done in $((SECONDS - start))s"; }
 
-if ! have kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+if ! have kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl; then
   v="${KUBERNETES_VERSION#v}"; major="${v%%.*}"; rest="${v#*.}"; minor="${rest%%.*}"
   ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -39,7 +39,7 @@ if ! have kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   log "building Kubernetes $KUBERNETES_VERSION (first time: 10-25 min on 2 cores) into $out"
   (cd "$here/kubernetes" && timed go build -trimpath -tags notest,grpcnotrace -ldflags "$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl)
 fi
 
 if ! have etcd; then
@@ -93,6 +93,26 @@ if [[ ! -x "$pd/prometheus" || ! -x "$pd/promtool" ]]; then
 fi
 ln -sfn "$pd/prometheus" "$out/prometheus"
 ln -sfn "$pd/promtool" "$out/promtool"
+
+# CoreDNS for the local cluster's DNS (tools/local-cluster/coredns: its kubernetes plugin and a
+# few others).
+cd_="$cache/bin/coredns-$COREDNS_VERSION"
+if [[ ! -x "$cd_/coredns" ]]; then
+  log "building CoreDNS $COREDNS_VERSION (first time: ~1.5 min on 2 cores)"
+  mkdir -p "$cd_"
+  (cd "$here/coredns" && timed go build -trimpath -ldflags "-s -w" -o "$cd_/coredns" .)
+fi
+ln -sfn "$cd_/coredns" "$out/coredns"
+
+# Jaeger v2, the trace backend the tests and `make run` send OTLP to.
+jd="$cache/bin/jaeger-$JAEGER_VERSION"
+if [[ ! -x "$jd/jaeger" ]]; then
+  log "building Jaeger $JAEGER_VERSION (first time: several minutes on 2 cores)"
+  mkdir -p "$jd"
+  (cd "$here/jaeger" && timed go build -trimpath -ldflags "-s -w" -o "$jd/jaeger" \
+    github.com/jaegertracing/jaeger/cmd/jaeger)
+fi
+ln -sfn "$jd/jaeger" "$out/jaeger"
 
 # The Gateway API's standard-channel CRDs, read from its Go module (never copied into the repo).
 gw="$cache/gateway-api-$GATEWAY_API_VERSION/crds"

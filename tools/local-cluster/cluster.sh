@@ -12,6 +12,13 @@
 # DIR defaults to $ATRIUM_CLUSTER_DIR or ./.cluster. Logs are in DIR/logs/. Nodes:
 # $ATRIUM_KWOK_NODES (default 3); node N hands out pod IPs from 198.18.N.0/24, every node's own
 # address is 198.18.0.1. Binaries come from build.sh (cached; built once per version).
+#
+# ATRIUM_SERVICE_NETWORK=1 adds what a node's kube-proxy and the cluster's DNS give a real
+# cluster: kube-proxy (nftables mode) makes Service cluster IPs (198.19.0.0/16, a local route)
+# lead to ready endpoints, and CoreDNS serves cluster.local on the kube-dns Service's cluster IP
+# 198.19.0.10 (itself on 198.18.255.53). Both program and bind only the current network
+# namespace, so `up` refuses this unless that namespace has nothing but loopback (the test and
+# demo runs create one); one such cluster per namespace.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cmd="${1:-}"
@@ -22,6 +29,9 @@ service_cidr="198.19.0.0/16"
 # kube-apiserver needs an advertise address when the host has no default route (as inside the
 # test network namespace) and refuses loopback ones; it only publishes it, nothing is sent there.
 advertise_ip="198.18.255.254"
+node_ip="198.18.0.1"
+dns_service_ip="198.19.0.10"
+dns_pod_ip="198.18.255.53"
 
 log() { echo "[local-cluster] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -91,7 +101,7 @@ start_component() {
 
 pki() {
   local p="$dir/pki"
-  [[ -s "$p/gateway.token" ]] && return 0
+  [[ -s "$p/coredns.token" ]] && return 0
   mkdir -p "$p"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=atrium-local-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" 2>/dev/null
@@ -103,10 +113,10 @@ pki() {
   openssl genrsa -out "$p/sa.key" 2048 2>/dev/null
   openssl rsa -in "$p/sa.key" -pubout -out "$p/sa.pub" 2>/dev/null
   # Static tokens: one for the admin (system:masters), one per control-plane component.
-  local admin kcm sched kwok ctl gw
+  local admin kcm sched kwok ctl gw proxy dns
   admin="$(openssl rand -hex 24)"; kcm="$(openssl rand -hex 24)"
   sched="$(openssl rand -hex 24)"; kwok="$(openssl rand -hex 24)"; ctl="$(openssl rand -hex 24)"
-  gw="$(openssl rand -hex 24)"
+  gw="$(openssl rand -hex 24)"; proxy="$(openssl rand -hex 24)"; dns="$(openssl rand -hex 24)"
   {
     echo "$admin,admin,admin-uid,\"system:masters\""
     echo "$kcm,system:kube-controller-manager,kcm-uid"
@@ -115,10 +125,14 @@ pki() {
     # The Atrium controller as an ordinary user: it gets only the ClusterRole `atrium rbac` prints.
     echo "$ctl,atrium-controller,atrium-controller-uid"
     echo "$gw,atrium-gateway,atrium-gateway-uid"
+    # kube-proxy's user, bound to system:node-proxier by the API server's default RBAC.
+    echo "$proxy,system:kube-proxy,kube-proxy-uid"
+    echo "$dns,system:coredns,coredns-uid"
   } > "$p/tokens.csv"
   echo "$admin" > "$p/admin.token"; echo "$kcm" > "$p/kcm.token"
   echo "$sched" > "$p/scheduler.token"; echo "$kwok" > "$p/kwok.token"; echo "$ctl" > "$p/controller.token"
-  echo "$gw" > "$p/gateway.token"
+  echo "$gw" > "$p/gateway.token"; echo "$proxy" > "$p/kube-proxy.token"
+  echo "$dns" > "$p/coredns.token"
   chmod 600 "$p"/*.key "$p"/*.token "$p/tokens.csv"
 }
 
@@ -144,11 +158,125 @@ KCFG
   chmod 600 "$1"
 }
 
+# only_loopback: true when the current network namespace has no interface but lo.
+only_loopback() {
+  [[ "$(awk -F: 'NR>2 {gsub(/ /,"",$1); print $1}' /proc/self/net/dev)" == "lo" ]]
+}
+
+# tcp_open HOST PORT: true when a TCP connection to HOST:PORT succeeds.
+tcp_open() {
+  python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' "$1" "$2"
+}
+
+# Service networking: kube-proxy and CoreDNS, as on a real cluster's nodes (see the header).
+service_network() {
+  local bin="$1" k=("$bin/kubectl" --kubeconfig "$dir/kubeconfig")
+  # Connections to a cluster IP leave from the node's address (as from a node on a real
+  # cluster): without a source hint they would leave from the cluster IP itself, which
+  # kube-proxy masquerades as traffic from outside the cluster, to 127.0.0.1, which the kernel
+  # then drops as a martian.
+  ip route replace local "$service_cidr" dev lo src "$node_ip"
+  kubeconfig "$dir/kube-proxy.kubeconfig" system:kube-proxy "$dir/pki/kube-proxy.token"
+  kubeconfig "$dir/coredns.kubeconfig" system:coredns "$dir/pki/coredns.token"
+  local proxy_health proxy_metrics dns_health dns_ready dns_metrics
+  proxy_health="$(free_port)"; proxy_metrics="$(free_port)"
+  dns_health="$(free_port)"; dns_ready="$(free_port)"; dns_metrics="$(free_port)"
+  cat > "$dir/kube-proxy.yaml" <<CFG
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection: {kubeconfig: $dir/kube-proxy.kubeconfig}
+hostnameOverride: kwok-node-1
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:$proxy_health
+metricsBindAddress: 127.0.0.1:$proxy_metrics
+clusterCIDR: $pod_cidr
+detectLocalMode: ClusterCIDR
+nodePortAddresses: [198.18.0.1/32]
+# A network namespace's conntrack table size is the host's to set.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+CFG
+  start kube-proxy "$bin/kube-proxy" --config="$dir/kube-proxy.yaml" --v=1
+
+  "${k[@]}" apply -f - >/dev/null <<DNS
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: system:coredns}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: system:coredns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:coredns}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:coredns}]
+---
+# No selector: CoreDNS runs as a process of this namespace, not as a pod, so its one endpoint
+# is written here (the EndpointSlice controller leaves selector-less Services alone).
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $dns_service_ip
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-local
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: atrium-local-cluster}
+addressType: IPv4
+endpoints:
+- addresses: [$dns_pod_ip]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+DNS
+  cat > "$dir/Corefile" <<CFG
+.:53 {
+    bind $dns_pod_ip
+    errors
+    health 127.0.0.1:$dns_health
+    ready 127.0.0.1:$dns_ready
+    prometheus 127.0.0.1:$dns_metrics
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $dir/coredns.kubeconfig atrium-local
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    cache 5
+    loadbalance
+}
+CFG
+  start coredns "$bin/coredns" -conf "$dir/Corefile"
+  wait_for kube-proxy 60 curl -fsS "http://127.0.0.1:$proxy_health/healthz"
+  wait_for CoreDNS 60 curl -fsS "http://127.0.0.1:$dns_ready/ready"
+  # The DNS Service's cluster IP answers once kube-proxy has programmed it.
+  wait_for "the kube-dns Service through kube-proxy" 60 tcp_open "$dns_service_ip" 53
+  echo "$dns_service_ip" > "$dir/cluster-dns"
+  log "service networking ready: kube-proxy (nftables) for $service_cidr, CoreDNS on $dns_service_ip"
+}
+
 up() {
   if [[ -s "$dir/pids" ]] && status >/dev/null 2>&1; then
     log "already running; KUBECONFIG=$dir/kubeconfig"; return 0
   fi
   local began=$SECONDS
+  if [[ "${ATRIUM_SERVICE_NETWORK:-0}" == 1 ]] && ! only_loopback; then
+    die "ATRIUM_SERVICE_NETWORK=1 programs this network namespace's nftables and binds DNS: run it only in a namespace of its own with nothing but lo (as tools/test.sh does)"
+  fi
+  if [[ "${ATRIUM_SERVICE_NETWORK:-0}" == 1 ]] && ! command -v nft >/dev/null; then
+    die "kube-proxy (nftables mode) needs the nft command: apt-get install nftables"
+  fi
   local bin; bin="$("$here/build.sh")"
   mkdir -p "$dir/logs"; rm -rf "$dir/etcd"; : > "$dir/pids"
   pki
@@ -202,7 +330,7 @@ up() {
   cat "$here/kwok-pod-stages.yaml" >> "$dir/kwok-stages.yaml"
   start kwok "$bin/kwok" --kubeconfig="$dir/kwok.kubeconfig" --config="$dir/kwok-stages.yaml" \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --cidr="$pod_cidr" --node-ip=198.18.0.1 --node-lease-duration-seconds=40
+    --cidr="$pod_cidr" --node-ip="$node_ip" --node-lease-duration-seconds=40
 
   local i
   for i in $(seq 1 "$nodes"); do
@@ -224,6 +352,7 @@ NODE
     "${k[@]}" apply --server-side --field-manager=atrium-local-cluster -f "$bin/gateway-api-crds/" >/dev/null
     wait_for "Gateway API CRDs" 60 "${k[@]}" wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io --timeout=1s
   fi
+  [[ "${ATRIUM_SERVICE_NETWORK:-0}" == 1 ]] && service_network "$bin"
   echo "$bin" > "$dir/bin-dir"
   log "control plane ready in $((SECONDS - began))s ($nodes KWOK nodes); export KUBECONFIG=$dir/kubeconfig"
 }
