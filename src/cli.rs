@@ -148,6 +148,9 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// Tracing is configured in a way this build cannot follow (an `OTEL_*` variable).
+    #[error("tracing: {0}")]
+    Tracing(#[from] crate::otel::OtelError),
 }
 
 /// With `ATRIUM_EXIT_WITH_PARENT=true` (set by the pod runner for the processes it starts),
@@ -213,8 +216,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Controller(args) => {
-            telemetry::init(cli.log_format, &cli.log_level)?;
-            runtime()?.block_on(controller::run(args))?;
+            let registry = prometheus::Registry::new();
+            let tracing = crate::otel::Tracing::from_env("atrium-controller", &registry)?;
+            telemetry::init_traced(cli.log_format, &cli.log_level, tracing.as_ref())?;
+            let result = runtime()?.block_on(controller::run(args, registry));
+            if let Some(t) = tracing {
+                t.shutdown();
+            }
+            result?;
             Ok(())
         }
         Command::EchoBackend(args) => {

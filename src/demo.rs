@@ -9,6 +9,10 @@
 //! includes their answers under `downstream`: the shop becomes a real call graph, by Service
 //! name through the cluster's DNS and kube-proxy. A downstream that fails makes the answer 502,
 //! naming it.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set (see [`crate::otel`]) every request is a server span
+//! continuing the caller's `traceparent`, and every downstream call a client span whose
+//! context goes on in `traceparent`: the shop's calls make one trace across the services.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -85,6 +89,9 @@ pub enum DemoError {
     /// The HTTP client for downstream calls could not be built.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    /// Tracing is configured in a way this build cannot follow.
+    #[error("tracing: {0}")]
+    Tracing(#[from] crate::otel::OtelError),
 }
 
 struct Demo {
@@ -92,6 +99,7 @@ struct Demo {
     registry: Registry,
     requests: IntCounterVec,
     http: reqwest::Client,
+    tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 /// Serves until the process is stopped.
@@ -115,17 +123,19 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         .pool_max_idle_per_host(0)
         .no_proxy()
         .build()?;
+    let tracing = crate::otel::Tracing::from_env(&args.name, &registry)?.map(Arc::new);
     let state = Arc::new(Demo {
         args,
         registry,
         requests,
         http,
+        tracing,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(answer)
-        .with_state(state);
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| DemoError::Bind(listen, e))?;
@@ -139,12 +149,17 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             s.recv().await;
         }
     };
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             tokio::select! { () = shutdown => {}, () = term => {} }
         })
         .await
-        .map_err(DemoError::Serve)
+        .map_err(DemoError::Serve);
+    if let Some(t) = &state.tracing {
+        let t = Arc::clone(t);
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    served
 }
 
 async fn healthz(State(demo): State<Arc<Demo>>) -> &'static str {
@@ -196,17 +211,30 @@ fn item_id<'a>(service: &str, path: &'a str) -> Option<&'a str> {
     (!rest.is_empty() && !rest.contains('/')).then_some(rest)
 }
 
-/// Calls every downstream for item `id`; `Err` names the first that failed.
+/// Calls every downstream for item `id`, each call a client span under `cx`; `Err` names the
+/// first that failed.
 async fn call_downstream(
     demo: &Demo,
     id: &str,
     headers: &axum::http::HeaderMap,
+    cx: Option<&opentelemetry::Context>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, (String, String)> {
     let calls = demo.args.downstream.iter().map(|d| async move {
-        let mut req = demo.http.get(format!("{}/{}/{id}", d.url, d.name));
+        let url = format!("{}/{}/{id}", d.url, d.name);
+        let span = demo
+            .tracing
+            .as_ref()
+            .zip(cx)
+            .map(|(t, cx)| t.client_span(cx, "GET", &url));
+        let mut req = demo.http.get(&url);
         for h in PROPAGATED {
             if let Some(v) = headers.get(*h) {
                 req = req.header(*h, v);
+            }
+        }
+        if let (Some(t), Some(span)) = (&demo.tracing, &span) {
+            for (k, v) in t.inject(span) {
+                req = req.header(k, v);
             }
         }
         let result = async {
@@ -219,6 +247,9 @@ async fn call_downstream(
             serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| e.to_string())
         }
         .await;
+        if let Some(span) = span {
+            crate::otel::end(&span, result.as_ref().err().map(String::as_str));
+        }
         (d.name.clone(), result)
     });
     let mut out = serde_json::Map::new();
@@ -230,6 +261,19 @@ async fn call_downstream(
 
 async fn answer(State(demo): State<Arc<Demo>>, req: Request) -> impl IntoResponse {
     demo.requests.with_label_values(&["api"]).inc();
+    let cx = demo.tracing.as_ref().map(|t| {
+        let route = if item_id(&demo.args.name, req.uri().path()).is_some() {
+            format!("/{}/{{id}}", demo.args.name)
+        } else {
+            req.uri().path().to_owned()
+        };
+        t.server_span(
+            req.headers(),
+            req.method().as_str(),
+            &route,
+            req.uri().path(),
+        )
+    });
     let headers: BTreeMap<String, String> = req
         .headers()
         .iter()
@@ -248,13 +292,16 @@ async fn answer(State(demo): State<Arc<Demo>>, req: Request) -> impl IntoRespons
     if !demo.args.downstream.is_empty()
         && let Some(id) = item_id(&demo.args.name, path)
     {
-        match call_downstream(&demo, id, req.headers()).await {
+        match call_downstream(&demo, id, req.headers(), cx.as_ref()).await {
             Ok(answers) => body["downstream"] = answers.into(),
             Err((name, error)) => {
                 status = StatusCode::BAD_GATEWAY;
                 body["error"] = format!("downstream {name}: {error}").into();
             }
         }
+    }
+    if let Some(cx) = &cx {
+        crate::otel::end_server(cx, status.as_u16());
     }
     (
         status,

@@ -16,6 +16,7 @@ pub mod echo;
 pub mod forward;
 pub mod gateway;
 pub mod graph;
+pub mod otel;
 pub mod podrunner;
 pub mod rbac;
 pub mod registry;

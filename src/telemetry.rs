@@ -1,4 +1,6 @@
-//! Logging setup: `tracing` with text or JSON output, filtered by `RUST_LOG` or `--log-level`.
+//! Logging setup: `tracing` with text or JSON output, filtered by `RUST_LOG` or `--log-level`;
+//! with tracing on ([`crate::otel`]), `tracing` spans of Atrium (reconciles) and of the kube
+//! client (each API request) also go out as OpenTelemetry spans, whatever the log level.
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -42,6 +44,57 @@ fn effective_filter(filter: &str) -> String {
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
 pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+    init_traced(format, level, None)
+}
+
+/// Like [`init`], and exports spans through `tracing` when given: Atrium's own at INFO (a
+/// reconcile each, with the object's identity) and the kube client's per-request spans
+/// (DEBUG), so every API call of a reconcile is its child.
+pub fn init_traced(
+    format: LogFormat,
+    level: &str,
+    tracing: Option<&crate::otel::Tracing>,
+) -> Result<(), TelemetryError> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let Some(t) = tracing else {
+        return init_logs(format, level);
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => f,
+        _ => level.to_owned(),
+    };
+    let env_filter =
+        EnvFilter::try_new(effective_filter(&filter)).map_err(|source| TelemetryError::Filter {
+            filter: filter.clone(),
+            source,
+        })?;
+    let spans = Targets::new()
+        .with_target("atrium", LevelFilter::INFO)
+        .with_target("kube_client::client::builder", LevelFilter::DEBUG);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(t.provider().tracer("atrium"))
+        .with_filter(spans);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_filter(env_filter).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_filter(env_filter)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| TelemetryError::Init(e.to_string()))
+}
+
+fn init_logs(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => f,
         _ => level.to_owned(),

@@ -57,10 +57,10 @@ pub enum ControllerError {
     Admin(#[from] admin::AdminError),
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
+/// Runs the controller until SIGTERM or Ctrl-C, serving `registry` (and its own metrics) on
+/// `/metrics`.
+pub async fn run(args: ControllerArgs, registry: Registry) -> Result<(), ControllerError> {
     info!(version = %crate::version::summary(), "starting controller");
-    let registry = Registry::new();
     admin::register_build_info(&registry, "controller")?;
     let health = Health::default();
     let (addr, serve) = admin::bind(args.metrics_listen, health.clone(), registry.clone()).await?;

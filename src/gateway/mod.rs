@@ -31,6 +31,7 @@ pub mod shadowing;
 pub mod sni;
 pub mod table;
 mod tls;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub enum GatewayError {
     /// Metrics could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Tracing is configured in a way this build cannot follow (an `OTEL_*` variable).
+    #[error("tracing: {0}")]
+    Tracing(#[from] crate::otel::OtelError),
     /// The TLS certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(String),
@@ -93,6 +97,7 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
     crate::admin::register_build_info(&registry, "gateway")?;
     let updates = metrics::TableMetrics::register(&registry)?;
     let request_metrics = metrics::GatewayMetrics::register(&registry)?;
+    let tracing = crate::otel::Tracing::from_env("atrium-gateway", &registry)?.map(Arc::new);
     let outliers = Arc::new(outlier::Outliers::default());
     let table = Arc::new(ArcSwap::from_pointee(table::RouteTable::default()));
     // Gateway mode: a table per port; otherwise every port serves the one table.
@@ -192,7 +197,8 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
             )
             .with_outliers(outliers.clone())
             .with_requests(requests.clone())
-            .with_access_log_rate(args.access_log_sample_rate),
+            .with_access_log_rate(args.access_log_sample_rate)
+            .with_tracing(tracing.clone()),
         );
         Service::new(
             name,

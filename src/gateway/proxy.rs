@@ -25,6 +25,8 @@ use super::policy::{self, Outcome, RequestState};
 use super::rule::RedirectFrom;
 use super::sampling::Sampler;
 use super::table::{Found, Request, RouteTable, Rule};
+use super::trace::RequestTrace;
+use crate::otel::Tracing;
 use crate::route::{HashKey, RetryOn};
 
 /// The proxy service state: the current table (swapped atomically by the config source) and
@@ -36,9 +38,16 @@ pub struct Gateway {
     outliers: Arc<Outliers>,
     access_log: Sampler,
     requests: super::drain::Requests,
+    tracing: Option<Arc<Tracing>>,
 }
 
 impl Gateway {
+    /// Traces every request (a server span, a client span per upstream attempt).
+    pub fn with_tracing(mut self, tracing: Option<Arc<Tracing>>) -> Self {
+        self.tracing = tracing;
+        self
+    }
+
     /// Counts requests in flight in `requests` (so SIGTERM can exit once they are done).
     pub fn with_requests(mut self, requests: super::drain::Requests) -> Self {
         self.requests = requests;
@@ -82,6 +91,7 @@ impl Gateway {
             outliers: Arc::default(),
             access_log: Sampler::new(1.0),
             requests: super::drain::Requests::default(),
+            tracing: None,
         }
     }
 }
@@ -116,6 +126,34 @@ pub struct Ctx {
     deadline: Option<Instant>,
     /// Headers the client's `Connection` nominated (lower case), removed before forwarding.
     hop_by_hop: Vec<String>,
+    /// The request's spans, when tracing is on.
+    trace: Option<RequestTrace>,
+}
+
+impl Ctx {
+    fn ids(&self) -> Ids<'_> {
+        Ids {
+            request: &self.request_id,
+            trace: self.trace.as_ref().map(|t| t.trace_id.as_str()),
+        }
+    }
+}
+
+/// The identifiers every answer carries: `x-request-id`, and `x-trace-id` when traced.
+#[derive(Clone, Copy)]
+struct Ids<'a> {
+    request: &'a str,
+    trace: Option<&'a str>,
+}
+
+impl Ids<'_> {
+    fn write(self, resp: &mut ResponseHeader) -> Result<()> {
+        resp.insert_header("x-request-id", self.request)?;
+        if let Some(t) = self.trace {
+            resp.insert_header("x-trace-id", t)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes `{"error": kind, "message": message}` with `code`; the request is then done.
@@ -125,10 +163,10 @@ async fn respond_json(
     kind: &str,
     message: &str,
     extra: &[(String, String)],
-    request_id: &str,
+    ids: Ids<'_>,
 ) -> Result<()> {
     let body = Bytes::from(serde_json::json!({"error": kind, "message": message}).to_string());
-    respond(session, code, body, extra, request_id).await
+    respond(session, code, body, extra, ids).await
 }
 
 async fn respond(
@@ -136,7 +174,7 @@ async fn respond(
     code: u16,
     body: Bytes,
     extra: &[(String, String)],
-    request_id: &str,
+    ids: Ids<'_>,
 ) -> Result<()> {
     // A HEAD request gets the status and headers only: no body, and no content type a
     // client would try to parse an empty body as.
@@ -149,7 +187,7 @@ async fn respond(
         resp.insert_header("content-length", body.len().to_string())?;
     }
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("x-request-id", request_id)?;
+    ids.write(&mut resp)?;
     for (k, v) in extra {
         resp.append_header(k.clone(), v.as_str())?;
     }
@@ -279,6 +317,7 @@ impl ProxyHttp for Gateway {
             _in_flight: self.requests.start(),
             deadline: None,
             hop_by_hop: vec![],
+            trace: None,
         }
     }
 
@@ -291,6 +330,10 @@ impl ProxyHttp for Gateway {
             .map(str::to_owned);
         ctx.request_id = headers::request_id(incoming.as_deref());
         ctx.host = host_of(session);
+        if let Some(t) = &self.tracing {
+            let tls = downstream_tls(session);
+            ctx.trace = Some(RequestTrace::start(t, session.req_header(), &ctx.host, tls));
+        }
         let header_bytes: usize = session
             .req_header()
             .headers
@@ -302,15 +345,7 @@ impl ProxyHttp for Gateway {
                 "request headers take {header_bytes} bytes; the limit is {}",
                 self.max_header_size
             );
-            respond_json(
-                session,
-                431,
-                "headers_too_large",
-                &msg,
-                &[],
-                &ctx.request_id,
-            )
-            .await?;
+            respond_json(session, 431, "headers_too_large", &msg, &[], ctx.ids()).await?;
             return Ok(true);
         }
         let refused = {
@@ -321,22 +356,14 @@ impl ProxyHttp for Gateway {
             )
         };
         if let Some(why) = refused {
-            respond_json(session, 400, "bad_request", why, &[], &ctx.request_id).await?;
+            respond_json(session, 400, "bad_request", why, &[], ctx.ids()).await?;
             return Ok(true);
         }
         let raw_path = session.req_header().uri.path().to_owned();
         let normalized = match path::normalize(&raw_path) {
             Ok(p) => p,
             Err(e) => {
-                respond_json(
-                    session,
-                    400,
-                    "bad_path",
-                    &e.to_string(),
-                    &[],
-                    &ctx.request_id,
-                )
-                .await?;
+                respond_json(session, 400, "bad_path", &e.to_string(), &[], ctx.ids()).await?;
                 return Ok(true);
             }
         };
@@ -379,15 +406,7 @@ impl ProxyHttp for Gateway {
                 "host {} is not served on the connection opened for {name}",
                 ctx.host
             );
-            respond_json(
-                session,
-                421,
-                "misdirected_request",
-                &msg,
-                &[],
-                &ctx.request_id,
-            )
-            .await?;
+            respond_json(session, 421, "misdirected_request", &msg, &[], ctx.ids()).await?;
             return Ok(true);
         }
         let Some(found) = found else {
@@ -397,7 +416,7 @@ impl ProxyHttp for Gateway {
                 "no_route",
                 "no GatewayRoute matches this request",
                 &[],
-                &ctx.request_id,
+                ctx.ids(),
             )
             .await?;
             return Ok(true);
@@ -419,7 +438,7 @@ impl ProxyHttp for Gateway {
             .find(|h| found.rule.sets_headers.contains(h))
         {
             let msg = format!("the Connection header names {h}, a header the gateway sets");
-            respond_json(session, 400, "bad_request", &msg, &[], &ctx.request_id).await?;
+            respond_json(session, 400, "bad_request", &msg, &[], ctx.ids()).await?;
             return Ok(true);
         }
         ctx.path = if found.rule.forward_path_parameters && found.rule.rewrite.is_none() {
@@ -429,6 +448,9 @@ impl ProxyHttp for Gateway {
         };
         let rule = found.rule.clone();
         ctx.rule = Some(rule.clone());
+        if let Some(t) = &ctx.trace {
+            t.route(&rule.id);
+        }
         // CORS before the policies: a browser's preflight carries no credentials.
         if let Some(cors) = &rule.cors {
             let req = session.req_header();
@@ -452,7 +474,7 @@ impl ProxyHttp for Gateway {
                 for (k, v) in headers {
                     resp.insert_header(k, v)?;
                 }
-                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+                ctx.ids().write(&mut resp)?;
                 session.write_response_header(Box::new(resp), true).await?;
                 return Ok(true);
             }
@@ -463,7 +485,7 @@ impl ProxyHttp for Gateway {
             body,
         } = policy::run(&rule.policies, session, &mut ctx.policy).await
         {
-            respond(session, status, body, &headers, &ctx.request_id).await?;
+            respond(session, status, body, &headers, ctx.ids()).await?;
             return Ok(true);
         }
         if let Some(redirect) = &rule.redirect {
@@ -481,7 +503,7 @@ impl ProxyHttp for Gateway {
             let mut resp = ResponseHeader::build(redirect.status, Some(3))?;
             resp.insert_header(http::header::LOCATION, location)?;
             resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
-            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            ctx.ids().write(&mut resp)?;
             session.write_response_header(Box::new(resp), true).await?;
             return Ok(true);
         }
@@ -490,7 +512,7 @@ impl ProxyHttp for Gateway {
                 "route {} sends this share of requests to a backend that cannot be used",
                 rule.id
             );
-            respond_json(session, 500, "invalid_backend", &msg, &[], &ctx.request_id).await?;
+            respond_json(session, 500, "invalid_backend", &msg, &[], ctx.ids()).await?;
             return Ok(true);
         }
         ctx.hash = hash_key(session, &rule);
@@ -500,7 +522,7 @@ impl ProxyHttp for Gateway {
             .map(|(i, s)| (i, s.addr))
         else {
             let msg = format!("route {} has no ready endpoint", rule.id);
-            respond_json(session, 503, "no_endpoint", &msg, &[], &ctx.request_id).await?;
+            respond_json(session, 503, "no_endpoint", &msg, &[], ctx.ids()).await?;
             return Ok(true);
         };
         ctx.upstream = Some(upstream);
@@ -537,6 +559,9 @@ impl ProxyHttp for Gateway {
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
         ctx.upstream_start = Some(Instant::now());
+        if let (Some(t), Some(trace)) = (&self.tracing, &mut ctx.trace) {
+            trace.attempt(t, addr, ctx.tries);
+        }
         let mut peer = HttpPeer::new(addr, false, String::new());
         let timeout = ctx.rule.as_ref().and_then(|r| r.timeout);
         peer.options.connection_timeout = Some(
@@ -557,6 +582,9 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.failed(ctx);
+        if let Some(t) = &mut ctx.trace {
+            t.attempt_failed(e.etype().as_str());
+        }
         // Nothing reached the upstream: retrying is safe for any method.
         if retries_on(ctx.rule.as_ref(), ctx.tries, RetryOn::ConnectFailure) {
             e.set_retry(true);
@@ -574,6 +602,9 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         if std::mem::take(&mut ctx.status_retry) {
             return e; // raised by upstream_response_filter, retry already decided
+        }
+        if let Some(t) = &mut ctx.trace {
+            t.attempt_failed(e.etype().as_str());
         }
         // A client that goes away is not the upstream's failure.
         if e.esource() != &pingora::ErrorSource::Downstream {
@@ -654,6 +685,11 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(http::header::HOST, host)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let (Some(t), Some(trace)) = (&self.tracing, &ctx.trace) {
+            for (k, v) in trace.upstream_headers(t) {
+                upstream.insert_header(k, v)?;
+            }
+        }
         let rule_changes = ctx.rule.as_ref().and_then(|r| r.request_headers.as_ref());
         let backend_changes = ctx
             .rule
@@ -694,6 +730,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         past_deadline(ctx, false)?;
+        if let Some(t) = &ctx.trace {
+            t.upstream_status(resp.status.as_u16());
+        }
         // A status the rule retries: fail this attempt before anything reaches the client, so
         // pingora's retry loop sends the request again (the last attempt's answer passes).
         let status = resp.status.as_u16();
@@ -730,7 +769,7 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[rule.id.as_str()])
                 .observe(start.elapsed().as_secs_f64());
         }
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.ids().write(resp)?;
         if let (Some(origin), Some(cors)) = (
             &ctx.cors_origin,
             ctx.rule.as_ref().and_then(|r| r.cors.as_ref()),
@@ -782,7 +821,7 @@ impl ProxyHttp for Gateway {
         };
         let route = ctx.rule.as_ref().map_or("-", |r| r.id.as_str()).to_owned();
         let msg = format!("route {route}: {}", e.etype().as_str());
-        let _ = respond_json(session, code, kind, &msg, &[], &ctx.request_id).await;
+        let _ = respond_json(session, code, kind, &msg, &[], ctx.ids()).await;
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
@@ -803,6 +842,9 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let method = method_label(req.method.as_str());
         let elapsed = ctx.start.elapsed();
+        if let Some(t) = &mut ctx.trace {
+            t.finish(code);
+        }
         self.metrics
             .requests
             .with_label_values(&[route, method, code_label(code)])
@@ -825,6 +867,7 @@ impl ProxyHttp for Gateway {
             bytes = session.body_bytes_sent(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = ctx.request_id.as_str(),
+            trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
             aborted = ctx.aborted,
             "request"
         );

@@ -60,6 +60,36 @@ pub fn http_get_at(ip: &str, port: u16, path: &str) -> Result<(u16, String), Str
     Ok((status, body))
 }
 
+/// GET `http://127.0.0.1:{port}{path}` with request `headers`; returns status, response
+/// headers (lower-case names) and body.
+pub fn http_get_with(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, std::collections::BTreeMap<String, String>, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut req = agent.get(&format!("http://127.0.0.1:{port}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let names = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, names, body))
+}
+
 /// Checks that `ip` is an address of this test's own network namespace (the pod range routed to
 /// loopback), before anything is sent to it.
 pub fn assert_local_pod_ip(ip: &str) {

@@ -145,6 +145,39 @@ pub fn start_pod_runner(namespace: &str) -> Proc {
     Proc(child)
 }
 
+/// Jaeger v2 on free loopback ports (`tools/local-cluster/jaeger.yaml`: OTLP/HTTP in, memory
+/// storage, the query API out), ready when its health check says so.
+pub struct Jaeger {
+    /// The process.
+    pub proc: Proc,
+    /// OTLP/HTTP receiver port: `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{otlp}`.
+    pub otlp: u16,
+    /// Query API port (`/api/traces`, `/api/services`).
+    pub query: u16,
+}
+
+/// Starts [`Jaeger`].
+pub fn start_jaeger() -> Jaeger {
+    let (otlp, query, grpc, health) = (free_port(), free_port(), free_port(), free_port());
+    let child = Command::new(env_path("ATRIUM_TEST_BIN_DIR").join("jaeger"))
+        .arg("--config")
+        .arg(repo().join("tools/local-cluster/jaeger.yaml"))
+        .env("JAEGER_OTLP_HTTP", format!("127.0.0.1:{otlp}"))
+        .env("JAEGER_QUERY_HTTP", format!("127.0.0.1:{query}"))
+        .env("JAEGER_QUERY_GRPC", format!("127.0.0.1:{grpc}"))
+        .env("JAEGER_HEALTH", format!("127.0.0.1:{health}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("jaeger starts");
+    let proc = Proc(child);
+    wait_until("jaeger healthy", Duration::from_secs(30), || {
+        http_get(health, "/status").ok().filter(|(s, _)| *s == 200)
+    });
+    Jaeger { proc, otlp, query }
+}
+
 /// The cluster DNS Service's IP when the test cluster runs kube-proxy and CoreDNS (the shared
 /// one does; a [`PrivateCluster`](super::PrivateCluster) does not).
 pub fn cluster_dns() -> Option<String> {
