@@ -2,7 +2,7 @@
 # The local half of `make run`, inside the network namespace tools/run.sh created: loopback and
 # the pod range 198.18.0.0/16, the local control plane, the CRDs, the samples, then the
 # controller, the gateway (cluster mode) and the pod runner (which runs the shop's demo pods as
-# local processes on their pod IPs). Writes $state/ready when everything is Ready; logs go to
+# local processes on their pod IPs), and Jaeger, which every one of them sends its spans to. Writes $state/ready when everything is Ready; logs go to
 # $state/logs/. TERM stops everything it started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +38,14 @@ log "installing the CRDs and applying manifests/samples/ to namespace $ns"
 "$kubectl" create namespace "$ns" >/dev/null
 "$kubectl" apply --server-side --field-manager=atrium-samples -n "$ns" -k manifests/samples >/dev/null
 
+log "starting Jaeger (traces; query API on 127.0.0.1:16686)"
+JAEGER_OTLP_HTTP=127.0.0.1:4318 JAEGER_QUERY_HTTP=127.0.0.1:16686 JAEGER_QUERY_GRPC=127.0.0.1:16685 \
+  JAEGER_HEALTH=127.0.0.1:13133 "$bin/jaeger" --config tools/local-cluster/jaeger.yaml \
+  2>"$logs/jaeger.log" & pids+=($!)
+# Every Atrium process exports its spans there; the pod runner's demo processes inherit these
+# (each takes its service name from its --name).
+export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_BSP_SCHEDULE_DELAY=500
+
 log "starting the controller, the gateway and the pod runner (logs: $logs/)"
 "$atrium" controller --metrics-listen 127.0.0.1:8080 2>"$logs/controller.log" & pids+=($!)
 "$atrium" gateway --listen 127.0.0.1:8000 --admin-listen 127.0.0.1:9000 --grace-period 1 \
@@ -45,7 +53,8 @@ log "starting the controller, the gateway and the pod runner (logs: $logs/)"
 "$atrium" pod-runner --namespace "$ns" --work-dir "$state/pods" --cluster-dns "$(cat "$state/cluster/cluster-dns")" 2>"$logs/pod-runner.log" & pids+=($!)
 
 start=$SECONDS
-until curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:9000/readyz >/dev/null 2>&1; do
+until curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && curl -fsS http://127.0.0.1:9000/readyz >/dev/null 2>&1 \
+    && curl -fsS http://127.0.0.1:13133/status >/dev/null 2>&1; do
   for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { log "error: a component exited; see $logs/"; exit 1; }; done
   (( SECONDS - start > 60 )) && { log "error: components not ready after 60 s; see $logs/"; exit 1; }
   sleep 0.2

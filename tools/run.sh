@@ -14,6 +14,7 @@ ns="${ATRIUM_RUN_NAMESPACE:-shop}"
 controller_addr="${ATRIUM_RUN_CONTROLLER_ADDR:-127.0.0.1:8080}"
 gateway_addr="${ATRIUM_RUN_GATEWAY_ADDR:-127.0.0.1:8000}"
 admin_addr="${ATRIUM_RUN_ADMIN_ADDR:-127.0.0.1:9000}"
+jaeger_addr="${ATRIUM_RUN_JAEGER_ADDR:-127.0.0.1:16686}"
 atrium=target/debug/atrium
 pids=()
 inner=""
@@ -67,6 +68,7 @@ local_run() {
   api="$(sed -n 's#.*server: https://\(127\.0\.0\.1:[0-9]*\).*#\1#p' "$kubeconfig" | head -1)"
   "$atrium" forward --netns "/proc/$inner/ns/net" --port "$gateway_addr=127.0.0.1:8000" \
     --port "$admin_addr=127.0.0.1:9000" --port "$controller_addr=127.0.0.1:8080" --port "$api=$api" \
+    --port "$jaeger_addr=127.0.0.1:16686" \
     2>"$state/logs/forward.log" & pids+=($!)
   until curl -fsS "http://$admin_addr/readyz" >/dev/null 2>&1; do
     kill -0 "${pids[-1]}" 2>/dev/null || { log "error: forwarding failed; see $state/logs/forward.log"; exit 1; }
@@ -84,6 +86,16 @@ Logs: $state/logs/. Try:
   export KUBECONFIG=$kubeconfig PATH=$bin:\$PATH
 MSG
   try_it "$token" "$gateway_addr" "$admin_addr" "$controller_addr"
+  cat <<MSG
+
+Every request is traced (gateway → orders → users, products) into Jaeger, whose query API is at
+http://$jaeger_addr (this build has no UI: the API answers JSON):
+
+  curl -s -D- -o /dev/null -H "Authorization: Bearer \$TOKEN" http://$gateway_addr/api/orders/7 | grep -i x-trace-id
+  curl -s http://$jaeger_addr/api/traces/TRACE_ID          # that trace: every span, its service and parent
+  curl -s "http://$jaeger_addr/api/traces?service=atrium-gateway&limit=5"
+  curl -s "http://$jaeger_addr/api/traces?service=atrium-controller&limit=5"   # reconciles and their API calls
+MSG
   echo; echo "Press Ctrl-C to stop everything this command started."
   wait "$inner" || true
   log "the local run stopped"

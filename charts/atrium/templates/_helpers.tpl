@@ -42,3 +42,18 @@ seccompProfile: {type: RuntimeDefault}
 {{- define "atrium.secretNamespaces" -}}
 {{- if .Values.gateway.secretNamespaces -}}{{ join "," .Values.gateway.secretNamespaces }}{{- else -}}{{ .Release.Namespace }}{{- end -}}
 {{- end -}}
+
+{{/* The OTEL_* variables of tracing.*, for the controller and the gateway. */}}
+{{- define "atrium.tracingEnv" -}}
+{{- if .Values.tracing.enabled -}}
+{{- if not .Values.tracing.otlpEndpoint -}}
+{{- fail "tracing.enabled needs tracing.otlpEndpoint (the collector's OTLP/HTTP endpoint, e.g. http://otel-collector:4318)" -}}
+{{- end -}}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .Values.tracing.otlpEndpoint | quote }}}
+- {name: OTEL_TRACES_SAMPLER, value: {{ .Values.tracing.sampler | quote }}}
+- {name: OTEL_TRACES_SAMPLER_ARG, value: {{ .Values.tracing.samplerRatio | quote }}}
+{{- with .Values.tracing.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+{{- end -}}
