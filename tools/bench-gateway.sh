@@ -2,7 +2,8 @@
 # Gateway benchmark: requests per second and CPU per request of `atrium gateway` (release
 # build) against nginx as a reverse proxy and against the backend directly, all on 127.0.0.1,
 # with wrk as the load generator; then the gateway with JWT (HS256 and RS256, token cache on
-# and off) and with JWT + a local rate limit. Report: target/bench/gateway.txt.
+# and off), with JWT + a local rate limit, and with tracing on (every request sampled, spans
+# exported over OTLP to a real Jaeger v2). Report: target/bench/gateway.txt.
 #
 # Needs wrk and nginx (Debian packages `wrk`, `nginx`). Knobs: BENCH_SECONDS (10),
 # BENCH_CONNECTIONS (32), BENCH_THREADS (1: one worker for each proxy).
@@ -87,6 +88,14 @@ start_gateway() { # start_gateway LISTEN ADMIN [FLAGS...]: prints nothing, waits
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$adm/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 }
 start_gateway "$gateway" "$admin"; gateway_pid=$!
+# Tracing on, every request sampled, exporting to Jaeger (its CPU is not counted).
+jaeger_otlp="$(port)"
+JAEGER_OTLP_HTTP="127.0.0.1:$jaeger_otlp" JAEGER_QUERY_HTTP="127.0.0.1:$(port)" \
+  JAEGER_QUERY_GRPC="127.0.0.1:$(port)" JAEGER_HEALTH="127.0.0.1:$(port)" \
+  "$(tools/local-cluster/build.sh)/jaeger" --config tools/local-cluster/jaeger.yaml 2>"$work/jaeger.log" & pids+=($!)
+traced="$(port)"; traced_admin="$(port)"
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$jaeger_otlp" OTEL_TRACES_SAMPLER=always_on \
+  start_gateway "$traced" "$traced_admin"; traced_pid=$!
 nocache="$(port)"; nocache_admin="$(port)"
 start_gateway "$nocache" "$nocache_admin" --jwt-cache-size 0; nocache_pid=$!
 curl -fsS "http://127.0.0.1:$gateway/" >/dev/null
@@ -122,6 +131,7 @@ report="$(
   run "backend directly (nginx)" "http://127.0.0.1:$backend/"
   run "nginx reverse proxy" "http://127.0.0.1:$nginx_proxy/" "$(nginx_worker)"
   run "atrium gateway" "http://127.0.0.1:$gateway/" "$gateway_pid"
+  run "atrium + tracing (sampled 1.0)" "http://127.0.0.1:$traced/" "$traced_pid"
   run "atrium + JWT HS256 (cached)" "http://127.0.0.1:$gateway/hs" "$gateway_pid" "$hs_token"
   run "atrium + JWT HS256 (no cache)" "http://127.0.0.1:$nocache/hs" "$nocache_pid" "$hs_token"
   run "atrium + JWT RS256 (cached)" "http://127.0.0.1:$gateway/rs" "$gateway_pid" "$rs_token"
@@ -129,4 +139,7 @@ report="$(
   run "atrium + JWT HS256 + rate limit" "http://127.0.0.1:$gateway/limited" "$gateway_pid" "$hs_token"
 )"
 echo "$report"
+dropped="$(curl -fsS "http://127.0.0.1:$traced_admin/metrics" | awk '/^atrium_trace_spans_(exported|dropped)_total/ {print "  " $0}')"
+report+=$'\n'"tracing run, spans: "$'\n'"$dropped"
+echo "tracing run, spans:"; echo "$dropped"
 mkdir -p target/bench && echo "$report" > target/bench/gateway.txt
