@@ -46,13 +46,24 @@ impl Drop for InFlight {
 pub struct Draining {
     requests: Requests,
     grace: Duration,
+    tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 impl Draining {
     /// Exits early after SIGTERM once `requests` has nothing in flight; pingora's own grace
     /// period (`grace`) stays the upper bound.
     pub fn new(requests: Requests, grace: Duration) -> Self {
-        Self { requests, grace }
+        Self {
+            requests,
+            grace,
+            tracing: None,
+        }
+    }
+
+    /// Exports the spans still queued before that early exit.
+    pub fn with_tracing(mut self, tracing: Option<Arc<crate::otel::Tracing>>) -> Self {
+        self.tracing = tracing;
+        self
     }
 }
 
@@ -63,22 +74,26 @@ impl ShutdownSignalWatch for Draining {
         if matches!(signal, ShutdownSignal::GracefulTerminate) {
             let requests = self.requests.clone();
             let deadline = Instant::now() + self.grace;
+            let tracing = self.tracing.clone();
             // A plain thread: pingora's runtimes are about to stop.
             let _ = std::thread::Builder::new()
                 .name("atrium-drain".into())
-                .spawn(move || wait_then_exit(&requests, deadline));
+                .spawn(move || wait_then_exit(&requests, deadline, tracing.as_deref()));
         }
         signal
     }
 }
 
-fn wait_then_exit(requests: &Requests, deadline: Instant) {
+fn wait_then_exit(requests: &Requests, deadline: Instant, tracing: Option<&crate::otel::Tracing>) {
     let mut idle_since: Option<Instant> = None;
     while Instant::now() < deadline {
         if requests.in_flight() == 0 {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= QUIET {
                 info!("nothing in flight; exiting before the grace period ends");
+                if let Some(t) = tracing {
+                    t.shutdown();
+                }
                 std::process::exit(0);
             }
         } else {

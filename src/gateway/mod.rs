@@ -268,11 +268,14 @@ pub fn run(args: GatewayArgs) -> Result<(), GatewayError> {
 
     info!(listen = ?args.listen, admin = %args.admin_listen, "gateway listening");
     server.run(RunArgs {
-        shutdown_signal: Box::new(drain::Draining::new(
-            requests,
-            std::time::Duration::from_secs(args.grace_period),
-        )),
+        shutdown_signal: Box::new(
+            drain::Draining::new(requests, std::time::Duration::from_secs(args.grace_period))
+                .with_tracing(tracing.clone()),
+        ),
     });
+    if let Some(t) = &tracing {
+        t.shutdown(); // the spans still queued
+    }
     info!("gateway stopped");
     Ok(())
 }
