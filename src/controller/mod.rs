@@ -205,6 +205,7 @@ async fn gateway_api_settings(
         service_account: args.gateway_service_account.clone(),
         service_type: args.gateway_service_type.clone(),
         secret_namespaces: args.gateway_secret_namespaces.clone(),
+        tracing_env: crate::otel::data_plane_env(|k| std::env::var(k).ok()),
     })
 }
 

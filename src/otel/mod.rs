@@ -119,6 +119,33 @@ pub fn settings(
     }))
 }
 
+/// The settings a process started for this one (a Gateway API data plane) should trace with:
+/// this process's `OTEL_*` variables, except its service name (the data plane has its own)
+/// and `OTEL_EXPORTER_OTLP_HEADERS`, which may hold a collector's credentials and would land
+/// in a Deployment's spec in plain text.
+pub fn data_plane_env(var: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    const FORWARDED: &[&str] = &[
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+    ];
+    FORWARDED
+        .iter()
+        .filter_map(|k| Some(((*k).to_owned(), var(k).filter(|v| !v.is_empty())?)))
+        .collect()
+}
+
 /// A running tracer: spans it starts are batched and exported until [`Tracing::shutdown`].
 #[derive(Debug)]
 pub struct Tracing {
@@ -367,6 +394,23 @@ mod tests {
             let e = from(&bad).expect_err("refused").to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn data_planes_trace_like_the_controller_without_its_name_or_credentials() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_SERVICE_NAME", "atrium-controller"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer secret"),
+            ("HOME", "/root"),
+        ]);
+        let got = data_plane_env(|k| env.get(k).map(|v| (*v).to_owned()));
+        let names: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"]
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Settings {
     pub service_type: String,
     /// Namespaces whose Secrets data planes read (empty: every namespace).
     pub secret_namespaces: Vec<String>,
+    /// The controller's own tracing settings (`OTEL_*`), which data planes trace with too.
+    pub tracing_env: Vec<(String, String)>,
 }
 
 /// The data plane's name for a Gateway: `atrium-gw-<name>-<hash>` within 63 characters, the
@@ -121,6 +123,27 @@ pub fn deployment(gateway: &Gateway, settings: &Settings) -> Value {
             .map(|p| json!({"name": format!("l-{p}"), "containerPort": p})),
     );
     let labels = labels(gateway);
+    let mut container = json!({
+        "name": "gateway",
+        "image": settings.image,
+        "args": args,
+        "ports": container_ports,
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    });
+    if !settings.tracing_env.is_empty() {
+        container["env"] = settings
+            .tracing_env
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+    }
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -140,20 +163,7 @@ pub fn deployment(gateway: &Gateway, settings: &Settings) -> Value {
                         "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
                     },
                     "terminationGracePeriodSeconds": 30,
-                    "containers": [{
-                        "name": "gateway",
-                        "image": settings.image,
-                        "args": args,
-                        "ports": container_ports,
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 2},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10},
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "readOnlyRootFilesystem": true,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                    }],
+                    "containers": [container],
                 },
             },
         },
@@ -209,6 +219,7 @@ mod tests {
             service_account: "atrium-gateway".into(),
             service_type: "ClusterIP".into(),
             secret_namespaces: vec![],
+            tracing_env: vec![],
         };
         let mut gw = gateway("web", &[80, 8080, 80, 9000, 443]);
         gw.spec.listeners[4].protocol = "HTTPS".into();
@@ -250,6 +261,17 @@ mod tests {
             args.windows(2)
                 .any(|w| w == ["--secret-namespaces", "shop,certs"]),
             "{args:?}"
+        );
+        let container = &d["spec"]["template"]["spec"]["containers"][0];
+        assert!(container.get("env").is_none(), "no tracing, no env");
+        // With tracing on, data planes get the controller's settings.
+        let traced = Settings {
+            tracing_env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://c:4318".into())],
+            ..s.clone()
+        };
+        assert_eq!(
+            deployment(&gw, &traced)["spec"]["template"]["spec"]["containers"][0]["env"],
+            json!([{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://c:4318"}])
         );
         let svc = service(&gateway("web", &[80, 8080]), &s);
         assert_eq!(svc["spec"]["ports"].as_array().map(Vec::len), Some(2));
