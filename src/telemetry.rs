@@ -63,15 +63,7 @@ pub fn init_traced(
     let Some(t) = tracing else {
         return init_logs(format, level);
     };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.is_empty() => f,
-        _ => level.to_owned(),
-    };
-    let env_filter =
-        EnvFilter::try_new(effective_filter(&filter)).map_err(|source| TelemetryError::Filter {
-            filter: filter.clone(),
-            source,
-        })?;
+    let env_filter = log_filter(level)?;
     let spans = Targets::new()
         .with_target("atrium", LevelFilter::INFO)
         .with_target("kube_client::client::builder", LevelFilter::DEBUG);
@@ -94,16 +86,18 @@ pub fn init_traced(
         .map_err(|e| TelemetryError::Init(e.to_string()))
 }
 
-fn init_logs(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+/// The log filter: `RUST_LOG` when set, else `level`.
+fn log_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => f,
         _ => level.to_owned(),
     };
-    let env_filter =
-        EnvFilter::try_new(effective_filter(&filter)).map_err(|source| TelemetryError::Filter {
-            filter: filter.clone(),
-            source,
-        })?;
+    EnvFilter::try_new(effective_filter(&filter))
+        .map_err(|source| TelemetryError::Filter { filter, source })
+}
+
+fn init_logs(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+    let env_filter = log_filter(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr);

@@ -6,11 +6,11 @@
 
 use std::net::SocketAddr;
 
-use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use pingora::http::RequestHeader;
 
-use crate::otel::{Tracing, trace_id};
+use crate::otel::{self, Tracing, trace_id};
 
 /// One request's spans.
 pub struct RequestTrace {
@@ -73,14 +73,7 @@ impl RequestTrace {
     /// The upstream's answer to the current attempt.
     pub fn upstream_status(&self, status: u16) {
         if let Some(cx) = &self.attempt {
-            let span = cx.span();
-            span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
-            if status >= 500 {
-                span.set_status(Status::error(status.to_string()));
-            }
+            otel::record_status(cx, status);
         }
     }
 
@@ -95,39 +88,26 @@ impl RequestTrace {
 
     fn end_attempt(&mut self, error: Option<&str>) {
         if let Some(cx) = self.attempt.take() {
-            let span = cx.span();
-            if let Some(e) = error {
-                span.set_status(Status::error(e.to_owned()));
-            }
-            span.end();
+            otel::end(&cx, error);
         }
     }
 
     /// Ends every span with the status the client got (0: none was written).
     pub fn finish(&mut self, status: u16) {
-        if let Some(cx) = self.attempt.take() {
-            cx.span().end();
-        }
-        let span = self.server.span();
+        self.end_attempt(None);
         if status > 0 {
-            span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
+            otel::end_server(&self.server, status);
+        } else {
+            otel::end(&self.server, Some("0")); // no response was written
         }
-        if status >= 500 || status == 0 {
-            span.set_status(Status::error(status.to_string()));
-        }
-        span.end();
     }
 }
 
 impl Drop for RequestTrace {
     fn drop(&mut self) {
-        // A request pingora abandons before `logging` still ends its spans.
-        if let Some(cx) = self.attempt.take() {
-            cx.span().end();
-        }
+        // A request pingora abandons before `logging` still ends its spans (ending twice is
+        // a no-op).
+        self.end_attempt(None);
         self.server.span().end();
     }
 }

@@ -276,8 +276,8 @@ pub fn end(cx: &Context, error: Option<&str>) {
     span.end();
 }
 
-/// Ends `cx`'s server span with the status it answered (5xx marks it failed).
-pub fn end_server(cx: &Context, status: u16) {
+/// Records the HTTP status `cx`'s span answered or got (5xx marks it failed).
+pub fn record_status(cx: &Context, status: u16) {
     let span = cx.span();
     span.set_attribute(KeyValue::new(
         "http.response.status_code",
@@ -286,7 +286,12 @@ pub fn end_server(cx: &Context, status: u16) {
     if status >= 500 {
         span.set_status(Status::error(status.to_string()));
     }
-    span.end();
+}
+
+/// Ends `cx`'s server span with the status it answered (5xx marks it failed).
+pub fn end_server(cx: &Context, status: u16) {
+    record_status(cx, status);
+    cx.span().end();
 }
 
 /// The trace id of `cx`'s span as 32 hex digits (what trace UIs search for).
