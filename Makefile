@@ -28,10 +28,11 @@ soak: ## the long fault variants: endpoint churn under load for ATRIUM_SOAK_SECO
 
 bench: bench-controller bench-gateway ## all benchmarks (reports in target/bench/)
 
-bench-controller: ## controller benchmarks against a local control plane
-	tools/test.sh --release --test bench_controller -- --ignored --nocapture --test-threads=1
+bench-controller: ## the controller at 100 and 1,000 Microservices vs the control plane's own floor; docs/benchmarks.md
+	ATRIUM_SKIP_LINT=1 tools/test.sh --release --test bench_controller -- --ignored --nocapture --test-threads=1
+	python3 tools/bench/splice.py controller target/bench/controller.md docs/benchmarks.md
 
-bench-gateway: ## gateway vs nginx vs direct: req/s and CPU per request (needs wrk, nginx)
+bench-gateway: ## the gateway vs the backend alone, nginx, HAProxy, Envoy and bare pingora; docs/benchmarks.md
 	tools/bench-gateway.sh
 
 docs-graph: build ## redraw docs/shop-graph.svg (the README's picture of the sample shop)
