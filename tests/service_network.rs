@@ -99,9 +99,14 @@ fn pods_call_services_by_name_through_kube_proxy() {
         call(&caller).ok()
     });
     assert_eq!(first["downstream"]["short"]["service"], "users", "{first}");
+    // kube-proxy programs an endpoint up to about a second after the EndpointSlice has it:
+    // call until both replicas have answered (at least 30 calls), every answer from a ready
+    // endpoint.
     let mut seen = BTreeSet::new();
-    for _ in 0..30 {
+    let mut calls = 0;
+    wait_until("kube-proxy balances over both replicas", WAIT, || {
         let v = call(&caller).unwrap_or_else(|e| panic!("call failed: {e}"));
+        calls += 1;
         for ip in answered_by(&v) {
             assert!(
                 users.contains(&ip),
@@ -109,8 +114,8 @@ fn pods_call_services_by_name_through_kube_proxy() {
             );
             seen.insert(ip);
         }
-    }
-    assert_eq!(seen, users, "kube-proxy balances over both replicas");
+        (calls >= 30 && seen == users).then_some(())
+    });
     let env_host = kubectl_ok(
         &[
             "get",
