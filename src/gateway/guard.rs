@@ -118,6 +118,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for GuardedApp<A> {
             inner: stream,
             phase: if h2 { Phase::Off } else { Phase::New },
             deadline: Box::pin(tokio::time::sleep(self.limits.header_read)),
+            deadline_at: Instant::now() + self.limits.header_read,
             limits: self.limits,
             line_start: false,
             line: RequestLine::default(),
@@ -215,7 +216,11 @@ impl RequestLine {
 struct Guarded {
     inner: Stream,
     phase: Phase,
+    /// The timer; it may be armed earlier than `deadline_at` (then it re-arms when it fires),
+    /// never later. Moving it on every request would cost a timer-wheel update per request.
     deadline: Pin<Box<Sleep>>,
+    /// When the current phase's time is up.
+    deadline_at: Instant,
     limits: Limits,
     /// Whether the bytes read so far end a line (a second line end in a row ends the header;
     /// `\r` is ignored, so `\r\n\r\n` and bare `\n\n` both count).
@@ -248,8 +253,7 @@ impl Guarded {
             Phase::Idle => {
                 self.phase = Phase::Header;
                 self.line = RequestLine::default();
-                let at = Instant::now() + self.limits.header_read;
-                self.deadline.as_mut().reset(at);
+                self.arm(Instant::now() + self.limits.header_read);
             }
             Phase::New => {
                 self.phase = Phase::Header;
@@ -284,8 +288,29 @@ impl Guarded {
             return;
         }
         self.phase = Phase::Idle;
-        let at = Instant::now() + self.limits.idle;
-        self.deadline.as_mut().reset(at);
+        self.arm(Instant::now() + self.limits.idle);
+    }
+
+    /// Sets the phase's deadline; the timer moves only when it would fire too late.
+    fn arm(&mut self, at: Instant) {
+        self.deadline_at = at;
+        if self.deadline.deadline() > at {
+            self.deadline.as_mut().reset(at);
+        }
+    }
+
+    /// Whether the phase's deadline passed; a timer that fired early is re-armed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if Instant::now() >= self.deadline_at {
+                return true;
+            }
+            let at = self.deadline_at;
+            self.deadline.as_mut().reset(at);
+        }
     }
 
     fn guarding(&self) -> bool {
@@ -306,22 +331,19 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if self.guarding() => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let reason = if self.phase == Phase::Idle {
-                        "idle_timeout"
-                    } else {
-                        "header_timeout"
-                    };
-                    self.metrics.closed.with_label_values(&[reason]).inc();
-                    self.phase = Phase::Off;
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the client took too long ({reason})"),
-                    )))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if self.guarding() && self.expired(cx) => {
+                let reason = if self.phase == Phase::Idle {
+                    "idle_timeout"
+                } else {
+                    "header_timeout"
+                };
+                self.metrics.closed.with_label_values(&[reason]).inc();
+                self.phase = Phase::Off;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client took too long ({reason})"),
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -18,21 +18,41 @@ pub fn request_id(incoming: Option<&str>) -> String {
     {
         return id.to_owned();
     }
+    // Unique within the process (a counter through a bijective mix), apart across processes
+    // (seeds drawn once from the standard library's random hasher keys). No clock read, no
+    // formatting machinery: this runs for every request without an id.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEEDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (a, b) = *SEEDS.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = |salt: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(salt);
+            h.write_u32(std::process::id());
+            h.finish()
+        };
+        (seed(1), seed(2))
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    use std::hash::{BuildHasher, Hasher};
-    let seed = std::collections::hash_map::RandomState::new();
-    let mut h = seed.build_hasher();
-    h.write_u128(now);
-    h.write_u64(n);
-    // The process id never changes: read it once (it is a system call each time).
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    h.write_u32(*PID.get_or_init(std::process::id));
-    format!("{:016x}{:016x}", h.finish(), n ^ (now as u64))
+    let mut out = [0u8; 32];
+    hex16(&mut out[..16], mix(a.wrapping_add(n)));
+    hex16(&mut out[16..], mix(b ^ n.rotate_left(32)));
+    out.iter().map(|&c| char::from(c)).collect()
+}
+
+/// The splitmix64 finaliser: a bijection of u64 that spreads every input bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `v` as 16 lower-case hex digits.
+fn hex16(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out.iter_mut().enumerate().take(16) {
+        *o = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 /// One header change.
@@ -104,6 +124,12 @@ pub fn connection_options<'a>(connection: impl IntoIterator<Item = &'a str>) -> 
 mod tests {
     use super::*;
 
+    fn hex16_of(v: u64) -> String {
+        let mut out = [0u8; 16];
+        hex16(&mut out, v);
+        String::from_utf8(out.to_vec()).expect("hex")
+    }
+
     #[test]
     fn keeps_sane_ids_and_replaces_others() {
         assert_eq!(request_id(Some("abc-123_x.y")), "abc-123_x.y");
@@ -112,7 +138,10 @@ mod tests {
             assert_eq!(id.len(), 32, "{bad:?}");
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         }
-        assert_ne!(request_id(None), request_id(None));
+        let ids: std::collections::BTreeSet<String> =
+            (0..10_000).map(|_| request_id(None)).collect();
+        assert_eq!(ids.len(), 10_000, "ids repeat");
+        assert_eq!(hex16_of(0x0123_4567_89ab_cdef), "0123456789abcdef");
     }
 
     #[test]

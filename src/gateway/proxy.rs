@@ -139,6 +139,12 @@ impl Ctx {
     }
 }
 
+// Header names the gateway sets on every request, parsed once (not per request).
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+
 /// The identifiers every answer carries: `x-request-id`, and `x-trace-id` when traced.
 #[derive(Clone, Copy)]
 struct Ids<'a> {
@@ -148,7 +154,7 @@ struct Ids<'a> {
 
 impl Ids<'_> {
     fn write(self, resp: &mut ResponseHeader) -> Result<()> {
-        resp.insert_header("x-request-id", self.request)?;
+        resp.insert_header(X_REQUEST_ID, self.request)?;
         if let Some(t) = self.trace {
             resp.insert_header("x-trace-id", t)?;
         }
@@ -634,17 +640,25 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let uri = match session.req_header().uri.query() {
-            Some(q) => format!("{}?{q}", ctx.path),
-            None => ctx.path.clone(),
-        };
-        let uri: http::Uri = uri.parse().map_err(|_| {
-            Error::explain(
-                ErrorType::InternalError,
-                "rewritten path is not a valid URI",
-            )
-        })?;
-        upstream.set_uri(uri);
+        // The request target goes up as `path?query`; when the path is what the client sent
+        // (no rewrite, nothing normalised) and in that form already, it is kept as it is.
+        let original = &session.req_header().uri;
+        let unchanged = original.path() == ctx.path
+            && original.scheme().is_none()
+            && original.authority().is_none();
+        if !unchanged {
+            let uri = match original.query() {
+                Some(q) => format!("{}?{q}", ctx.path),
+                None => ctx.path.clone(),
+            };
+            let uri: http::Uri = uri.parse().map_err(|_| {
+                Error::explain(
+                    ErrorType::InternalError,
+                    "rewritten path is not a valid URI",
+                )
+            })?;
+            upstream.set_uri(uri);
+        }
         for h in &ctx.hop_by_hop {
             upstream.remove_header(h.as_str());
         }
@@ -668,23 +682,24 @@ impl ProxyHttp for Gateway {
         if let Some(ip) = client {
             let forwarded = match upstream
                 .headers
-                .get("x-forwarded-for")
+                .get(&X_FORWARDED_FOR)
                 .and_then(|v| v.to_str().ok())
             {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip,
             };
-            upstream.insert_header("x-forwarded-for", forwarded)?;
+            upstream.insert_header(X_FORWARDED_FOR, forwarded)?;
         }
         let tls = downstream_tls(session);
-        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        let proto = http::HeaderValue::from_static(if tls { "https" } else { "http" });
+        upstream.insert_header(X_FORWARDED_PROTO, proto)?;
         if !ctx.host.is_empty() {
-            upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
+            upstream.insert_header(X_FORWARDED_HOST, ctx.host.as_str())?;
         }
         if let Some(host) = ctx.rule.as_ref().and_then(|r| r.host_rewrite.as_deref()) {
             upstream.insert_header(http::header::HOST, host)?;
         }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        upstream.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         if let (Some(t), Some(trace)) = (&self.tracing, &ctx.trace) {
             for (k, v) in trace.upstream_headers(t) {
                 upstream.insert_header(k, v)?;
