@@ -10,6 +10,40 @@ use super::error::ReconcileError;
 /// The field manager of every change the controller makes.
 pub const MANAGER: &str = "atrium-controller";
 
+/// What the last apply of one child left behind, so that a reconcile whose desired object
+/// is the same can skip the request: most reconciles follow a child's status change (a
+/// Deployment rolling out, an EndpointSlice filling) and would re-send an unchanged object.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// [`fingerprint`] of the object sent.
+    pub hash: u64,
+    /// What the answer said of the live object: the Deployment's generation, the Service's
+    /// resourceVersion. A cached child with another value was changed since (a hand edit,
+    /// a deletion and re-creation): it is applied again.
+    pub marker: Option<String>,
+    /// When; after [`crate::backoff::RESYNC`] the child is applied again in any case (what a
+    /// change of metadata alone, which moves no generation, leaves behind is set back then).
+    pub at: std::time::Instant,
+}
+
+impl Applied {
+    /// Whether `hash` was applied and the child still carries `marker`.
+    pub fn current(&self, hash: u64, marker: Option<&str>) -> bool {
+        self.hash == hash
+            && self.marker.as_deref() == marker
+            && marker.is_some()
+            && self.at.elapsed() < crate::backoff::RESYNC
+    }
+}
+
+/// A hash of an object as it would be sent.
+pub fn fingerprint(obj: &impl Serialize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(obj).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 /// Server-side applies `obj` (forcing ownership of the fields it sets, so a hand edit of a
 /// managed field is set back) and returns what the API server stored.
 pub async fn apply<K>(

@@ -40,8 +40,12 @@ pub struct Context {
     pub memory: Mutex<HashMap<ObjectRef<Microservice>, Memory>>,
     /// Cache of GatewayRoutes (for conflicts), set when their controller starts.
     pub routes: OnceLock<Store<GatewayRoute>>,
-    /// Cache of Services (for GatewayRoute backends), set when that controller starts.
+    /// Cache of Services (for GatewayRoute backends and unchanged-Service checks), set when
+    /// the route controller starts.
     pub services: OnceLock<Store<Service>>,
+    /// Cache of Deployments (for unchanged-Deployment checks), set when the Microservice
+    /// controller starts.
+    pub deployments: OnceLock<Store<k8s_openapi::api::apps::v1::Deployment>>,
     /// Consecutive failed reconciles of each ServiceConfig.
     pub config_failures: Mutex<HashMap<ObjectRef<ServiceConfig>, u32>>,
     pod_monitors: Mutex<Option<(bool, Instant)>>,
@@ -61,6 +65,8 @@ pub struct Memory {
     pub template: Option<(u64, i64)>,
     /// ConfigMaps this Microservice already holds as an owner (no need to patch them again).
     pub held: std::collections::BTreeSet<String>,
+    /// The last apply of each child kind ("Deployment", "Service"), to skip unchanged ones.
+    pub applied: HashMap<&'static str, super::apply::Applied>,
 }
 
 /// Optional children of a Microservice.
@@ -114,6 +120,7 @@ impl Context {
             config_failures: Mutex::new(HashMap::new()),
             routes: OnceLock::new(),
             services: OnceLock::new(),
+            deployments: OnceLock::new(),
             pod_monitors: Mutex::new(None),
             caches,
         }

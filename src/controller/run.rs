@@ -13,7 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tracing::debug;
@@ -60,7 +60,8 @@ pub fn controllers(
                 h,
             ),
         )
-        .applied_objects(),
+        .applied_objects()
+        .predicate_filter(not_status, PredicateConfig::default()),
         ms_store.clone(),
     );
 
@@ -137,14 +138,24 @@ pub fn controllers(
         })
     };
 
+    // Deployments are cached (without managed fields, see `watch::slim`): a reconcile whose
+    // desired Deployment did not change reads its state from here instead of re-applying it.
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let _ = ctx.deployments.set(deployments);
     let janitor = janitor(ctx.clone());
     let run = controller
-        .owns_stream(objects(
-            "deployments",
-            api::<Deployment>(&client, ns),
-            &cfg,
-            h,
-        ))
+        .owns_stream(
+            reflector::reflector(
+                deployments_writer,
+                resilient(
+                    "deployments",
+                    api::<Deployment>(&client, ns),
+                    cfg.clone(),
+                    h,
+                ),
+            )
+            .touched_objects(),
+        )
         .owns_stream(objects("services", api::<Service>(&client, ns), &cfg, h))
         .owns_stream(objects(
             "horizontalpodautoscalers",
@@ -264,6 +275,22 @@ pub fn controllers(
             () = gateways => {},
         }
     }
+}
+
+/// What of a Microservice a reconcile must follow: everything but its status. Each status
+/// write of the controller's own would otherwise come back as one more reconcile of the same
+/// object (status changes of a dependency still reach its dependents: `microservices/
+/// dependents` watches every change).
+fn not_status(ms: &Microservice) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let m = &ms.metadata;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.generation.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.annotations.hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
 }
 
 /// A resilient watch on `api` as a stream of the objects it sees change (no cache).

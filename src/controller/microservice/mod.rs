@@ -149,11 +149,18 @@ async fn apply_children(
     configs: &config::Configs,
 ) -> Result<(Workload, EndpointCounts), ReconcileError> {
     let name = ms.name_any();
-    apply(
+    let cached = ctx
+        .services
+        .get()
+        .and_then(|s| s.get(&ObjectRef::new(&name).within(ns)));
+    apply_changed(
+        ctx,
+        key,
         &ctx.api::<Service>(ns),
         "Service",
-        &name,
         &workload::service(ms),
+        cached.as_deref(),
+        |s| s.metadata.resource_version.clone(),
     )
     .await?;
     if ms.spec.image.is_some() {
@@ -189,7 +196,20 @@ async fn apply_in_cluster(
     let deployment = if configs.complete() {
         hold_config_maps(ms, ctx, ns, key, configs).await?;
         let desired = workload::deployment(ms, configs, scrape);
-        let stored = apply(&deployments, "Deployment", &name, &desired).await?;
+        let cached = ctx
+            .deployments
+            .get()
+            .and_then(|s| s.get(&ObjectRef::new(&name).within(ns)));
+        let stored = apply_changed(
+            ctx,
+            key,
+            &deployments,
+            "Deployment",
+            &desired,
+            cached.as_deref(),
+            |d| d.metadata.generation.map(|g| g.to_string()),
+        )
+        .await?;
         let applied = desired.spec.as_ref().and_then(|s| s.replicas);
         let previous = ctx.remember(key, |m| std::mem::replace(&mut m.replicas, applied));
         if let (Some(before), Some(after)) = (previous, applied)
@@ -270,6 +290,42 @@ async fn apply_in_cluster(
     }
     ctx.remember(key, |m| m.children = Some(want));
     Ok(deployment.map(|d| view(&d, template_generation(ctx, key, &d))))
+}
+
+/// Applies `desired` (named like the Microservice) unless the last apply sent the same object
+/// and the cached child still carries what that apply left (`marker`: its generation or
+/// resourceVersion); then the cached child is the answer, and no request is made.
+async fn apply_changed<K>(
+    ctx: &Context,
+    key: &ObjectRef<Microservice>,
+    api: &Api<K>,
+    kind: &'static str,
+    desired: &(impl serde::Serialize + std::fmt::Debug),
+    cached: Option<&K>,
+    marker: impl Fn(&K) -> Option<String>,
+) -> Result<K, ReconcileError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let hash = super::apply::fingerprint(desired);
+    if let Some(live) = cached {
+        let m = marker(live);
+        if ctx.remember(key, |mem| {
+            mem.applied
+                .get(kind)
+                .is_some_and(|a| a.current(hash, m.as_deref()))
+        }) {
+            return Ok(live.clone());
+        }
+    }
+    let stored = apply(api, kind, &key.name, desired).await?;
+    let applied = super::apply::Applied {
+        hash,
+        marker: marker(&stored),
+        at: std::time::Instant::now(),
+    };
+    ctx.remember(key, |mem| mem.applied.insert(kind, applied));
+    Ok(stored)
 }
 
 /// Adds this Microservice as a (non-controller) owner of every ConfigMap it uses, under a field
