@@ -29,8 +29,10 @@ soak: ## the long fault variants: endpoint churn under load for ATRIUM_SOAK_SECO
 bench: bench-controller bench-gateway ## all benchmarks (reports in target/bench/)
 
 bench-controller: ## the controller at 100 and 1,000 Microservices vs the control plane's own floor; docs/benchmarks.md
-	ATRIUM_SKIP_LINT=1 tools/test.sh --release --test bench_controller -- --ignored --nocapture --test-threads=1
+	$(CARGO) build --release --locked --bin atrium --example pingora_floor --example openloop
+	ATRIUM_SKIP_LINT=1 ATRIUM_TEST_ATRIUM_BIN=$(CURDIR)/target/release/atrium tools/test.sh --test bench_controller -- --ignored --nocapture --test-threads=1
 	python3 tools/bench/splice.py controller target/bench/controller.md docs/benchmarks.md
+	python3 tools/bench/splice.py endpoints target/bench/endpoints.md docs/benchmarks.md
 
 bench-gateway: ## the gateway vs the backend alone, nginx, HAProxy, Envoy and bare pingora; docs/benchmarks.md
 	tools/bench-gateway.sh

@@ -58,9 +58,13 @@ pub fn kubectl_bin() -> PathBuf {
     env_path("ATRIUM_TEST_BIN_DIR").join("kubectl")
 }
 
-/// The `atrium` binary under test.
+/// The `atrium` binary under test: this build's, or `ATRIUM_TEST_ATRIUM_BIN` when set (`make
+/// bench-controller` measures the release binary from a quickly built debug harness).
 pub fn atrium_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_atrium"))
+    std::env::var_os("ATRIUM_TEST_ATRIUM_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_atrium")),
+        PathBuf::from,
+    )
 }
 
 /// Creates a fresh namespace for one test and returns its name.

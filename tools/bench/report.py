@@ -121,9 +121,12 @@ def tables(meta, results):
 
 
 def chart(meta, results):
-    """Two bar panels (CPU µs/request, added p99 at the higher rate) with min–max whiskers."""
+    """Two bar panels with min–max whiskers: CPU µs/request (linear) and added p99 at the
+    lower open-loop rate (log scale: an overloaded contender's seconds would flatten the
+    rest)."""
+    import math
     names = list(results)[1:]
-    rate_index = len(meta["rates"]) - 1
+    rate_index = 0
     cpu = [[r["cpu_us"] for r in results[n]] for n in names]
     p99 = [added(results, n, rate_index, "p99") for n in names]
     colours = {"proxies": "#7f8c8d", "atrium": "#2e86c1", "tls": "#af7ac5"}
@@ -134,30 +137,39 @@ def chart(meta, results):
            'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
 
-    def panel(x0, series, title, unit):
-        hi = max(max(v) for v in series) * 1.1 or 1
+    def panel(x0, series, title, unit, log):
+        hi = max(max(v) for v in series) or 1.0
+        floor = 0.01  # ms: the log axis starts here (smaller or negative values sit on it)
+        if log:
+            span = math.log10(max(hi, floor * 10) / floor)
+
+            def pos(v):
+                return (panel_w - 60) * math.log10(max(v, floor) / floor) / span
+        else:
+            def pos(v):
+                return (panel_w - 60) * max(v, 0) / (hi * 1.1)
         out.append(f'<text x="{x0}" y="20" font-weight="bold">{title}</text>')
         out.append(f'<line x1="{x0}" y1="{top - 8}" x2="{x0}" y2="{height - 30}" stroke="#333"/>')
         for i, (name, vals) in enumerate(zip(names, series)):
             y = top + i * row
             med, lo, up = statistics.median(vals), min(vals), max(vals)
-            scale = (panel_w - 60) / hi
             colour = colours.get(meta["groups"].get(name, ""), "#999")
-            out.append(f'<rect x="{x0}" y="{y - 7}" width="{max(med, 0) * scale:.1f}" '
-                       f'height="14" fill="{colour}"/>')
-            out.append(f'<line x1="{x0 + max(lo, 0) * scale:.1f}" y1="{y}" '
-                       f'x2="{x0 + max(up, 0) * scale:.1f}" y2="{y}" stroke="black"/>')
-            out.append(f'<text x="{x0 + max(up, med, 0) * scale + 4:.1f}" y="{y + 4}">'
+            out.append(f'<rect x="{x0}" y="{y - 7}" width="{pos(med):.1f}" height="14" '
+                       f'fill="{colour}"/>')
+            out.append(f'<line x1="{x0 + pos(lo):.1f}" y1="{y}" x2="{x0 + pos(up):.1f}" '
+                       f'y2="{y}" stroke="black"/>')
+            out.append(f'<text x="{x0 + max(pos(up), pos(med)) + 4:.1f}" y="{y + 4}">'
                        f'{med:.{2 if unit == "ms" else 1}f}</text>')
+        scale = f"log scale from {floor} ms" if log else "linear"
         out.append(f'<text x="{x0}" y="{height - 12}" fill="#555">{unit}, median; line: '
-                   'min–max</text>')
+                   f'min–max; {scale}</text>')
 
     for i, name in enumerate(names):
         out.append(f'<text x="{label_w - 8}" y="{top + i * row + 4}" text-anchor="end">'
                    f'{name.replace("&", "&amp;")}</text>')
-    panel(label_w, cpu, "CPU per request (closed loop)", "µs")
-    panel(label_w + panel_w + 20, p99, f"added p99 at {meta['rates'][rate_index]:,} req/s",
-          "ms")
+    panel(label_w, cpu, "CPU per request (closed loop)", "µs", False)
+    panel(label_w + panel_w + 20, p99,
+          f"added p99 at {meta['rates'][rate_index]:,} req/s (open loop)", "ms", True)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -176,3 +188,17 @@ def write(args, meta, results):
         f.write(chart(meta, results))
     splice(args.doc, "gateway", text)
     print(f"wrote {args.doc}, {args.chart} and {args.out}/gateway.json")
+
+
+if __name__ == "__main__":
+    # Re-render the doc section and the chart from a run's JSON (no new measurement):
+    #   report.py target/bench/gateway.json
+    import argparse
+    import sys
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: report.py target/bench/gateway.json")
+    with open(sys.argv[1]) as f:
+        run = json.load(f)
+    write(argparse.Namespace(out=os.path.dirname(sys.argv[1]) or ".", only="",
+                             chart="docs/benchmarks-gateway.svg", doc="docs/benchmarks.md"),
+          run["meta"], run["results"])
