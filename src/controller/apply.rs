@@ -127,3 +127,36 @@ where
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apply_counts_only_for_the_same_object_and_an_unchanged_child() {
+        let sent = serde_json::json!({"spec": {"replicas": 2}});
+        let hash = fingerprint(&sent);
+        let applied = Applied {
+            hash,
+            marker: Some("3".into()),
+            at: std::time::Instant::now(),
+        };
+        assert!(applied.current(hash, Some("3")));
+        // Another desired object, a child changed since (another generation), or a child
+        // whose answer had no marker: apply again.
+        assert!(!applied.current(
+            fingerprint(&serde_json::json!({"spec": {"replicas": 3}})),
+            Some("3")
+        ));
+        assert!(!applied.current(hash, Some("4")));
+        assert!(!applied.current(hash, None));
+        let old = Applied {
+            at: std::time::Instant::now() - crate::backoff::RESYNC,
+            ..applied
+        };
+        assert!(
+            !old.current(hash, Some("3")),
+            "re-applied after the resync period"
+        );
+    }
+}
