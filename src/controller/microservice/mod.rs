@@ -149,17 +149,13 @@ async fn apply_children(
     configs: &config::Configs,
 ) -> Result<(Workload, EndpointCounts), ReconcileError> {
     let name = ms.name_any();
-    let cached = ctx
-        .services
-        .get()
-        .and_then(|s| s.get(&ObjectRef::new(&name).within(ns)));
     apply_changed(
         ctx,
         key,
         &ctx.api::<Service>(ns),
         "Service",
         &workload::service(ms),
-        cached.as_deref(),
+        ctx.services.get(),
         |s| s.metadata.resource_version.clone(),
     )
     .await?;
@@ -196,17 +192,13 @@ async fn apply_in_cluster(
     let deployment = if configs.complete() {
         hold_config_maps(ms, ctx, ns, key, configs).await?;
         let desired = workload::deployment(ms, configs, scrape);
-        let cached = ctx
-            .deployments
-            .get()
-            .and_then(|s| s.get(&ObjectRef::new(&name).within(ns)));
         let stored = apply_changed(
             ctx,
             key,
             &deployments,
             "Deployment",
             &desired,
-            cached.as_deref(),
+            ctx.deployments.get(),
             |d| d.metadata.generation.map(|g| g.to_string()),
         )
         .await?;
@@ -293,7 +285,7 @@ async fn apply_in_cluster(
 }
 
 /// Applies `desired` (named like the Microservice) unless the last apply sent the same object
-/// and the cached child still carries what that apply left (`marker`: its generation or
+/// and the child in `cache` still carries what that apply left (`marker`: its generation or
 /// resourceVersion); then the cached child is the answer, and no request is made.
 async fn apply_changed<K>(
     ctx: &Context,
@@ -301,21 +293,26 @@ async fn apply_changed<K>(
     api: &Api<K>,
     kind: &'static str,
     desired: &(impl serde::Serialize + std::fmt::Debug),
-    cached: Option<&K>,
+    cache: Option<&kube::runtime::reflector::Store<K>>,
     marker: impl Fn(&K) -> Option<String>,
 ) -> Result<K, ReconcileError>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let hash = super::apply::fingerprint(desired);
-    if let Some(live) = cached {
-        let m = marker(live);
+    let child = ObjectRef::new(&key.name);
+    let child = match &key.namespace {
+        Some(ns) => child.within(ns),
+        None => child,
+    };
+    if let Some(live) = cache.and_then(|c| c.get(&child)) {
+        let m = marker(&live);
         if ctx.remember(key, |mem| {
             mem.applied
                 .get(kind)
                 .is_some_and(|a| a.current(hash, m.as_deref()))
         }) {
-            return Ok(live.clone());
+            return Ok((*live).clone());
         }
     }
     let stored = apply(api, kind, &key.name, desired).await?;
