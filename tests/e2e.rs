@@ -59,6 +59,7 @@ fn condition(ns: &str, kind: &str, name: &str, ty: &str) -> String {
 /// Requests sent in a loop by a background thread, counting every answer that is not 200.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// (when, status, pod IP of a 200 or the body of anything else).
     seen: Arc<Mutex<Vec<(Instant, u16, String)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -72,9 +73,14 @@ impl Load {
             let http = Http::new(port);
             while !s.load(Ordering::Acquire) {
                 let r = http.get(path, &[("authorization", &auth)]);
-                let ip = r.body["podIP"].as_str().unwrap_or_default().to_owned();
+                // A failure keeps its body: the gateway's and demo-backend's errors are JSON
+                // naming what failed (the upstream, or which downstream call).
+                let what = match r.status {
+                    200 => r.body["podIP"].as_str().unwrap_or_default().to_owned(),
+                    _ => r.body.to_string(),
+                };
                 if let Ok(mut v) = v.lock() {
-                    v.push((Instant::now(), r.status, ip));
+                    v.push((Instant::now(), r.status, what));
                 }
                 // Load shape, not a wait: ~12 requests a second, under the orders limit (20/s).
                 std::thread::sleep(Duration::from_millis(80));
@@ -87,14 +93,14 @@ impl Load {
         }
     }
 
-    /// Answers since `since`: (count, failures, distinct pod IPs).
-    fn since(&self, since: Instant) -> (usize, Vec<u16>, BTreeSet<String>) {
+    /// Answers since `since`: (count, failures as "status body", distinct pod IPs).
+    fn since(&self, since: Instant) -> (usize, Vec<String>, BTreeSet<String>) {
         let v = self.seen.lock().map(|v| v.clone()).unwrap_or_default();
         let recent: Vec<_> = v.into_iter().filter(|(t, _, _)| *t >= since).collect();
         let failures = recent
             .iter()
             .filter(|(_, s, _)| *s != 200)
-            .map(|(_, s, _)| *s)
+            .map(|(_, s, body)| format!("{s} {body}"))
             .collect();
         let ips = recent
             .iter()

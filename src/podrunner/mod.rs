@@ -5,7 +5,8 @@
 //! container's arguments, its environment (literal values and `envFrom`/`configMapKeyRef`
 //! ConfigMaps) and its ConfigMap volumes written to a directory per pod (kept up to date, as a
 //! kubelet does). It marks the pod `Ready` only while the process answers its readiness path,
-//! restarts a process that exits, and stops it a drain period after the pod goes away.
+//! restarts a process that exits, and stops it a drain period after the pod goes away (a new
+//! pod that KWOK gives the same IP meanwhile starts once the old process is gone).
 //!
 //! Pod IPs must be inside the network namespace this run created (198.18.0.0/16 on `lo`, see
 //! `tools/run-local.sh`); the runner refuses any other address.
@@ -123,7 +124,7 @@ pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
     let stores = Stores { cms, services };
     info!("pod-runner: watching pods");
     let mut running: HashMap<String, Running> = HashMap::new();
-    let mut draining: HashMap<SocketAddr, (Child, Instant)> = HashMap::new();
+    let mut draining = Draining::default();
     let http = Arc::new(
         reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
@@ -159,7 +160,7 @@ async fn reconcile(
     pods: &Store<Pod>,
     stores: &Stores,
     running: &mut HashMap<String, Running>,
-    draining: &mut HashMap<SocketAddr, (Child, Instant)>,
+    draining: &mut Draining,
     http: &reqwest::Client,
 ) {
     let current: HashMap<String, Arc<Pod>> = pods
@@ -178,22 +179,13 @@ async fn reconcile(
         if let Some(r) = running.remove(&uid) {
             info!(addr = %r.addr, "pod gone; stopping its process after the drain period");
             let until = Instant::now() + Duration::from_secs(args.drain_seconds);
-            draining.insert(r.addr, (r.child, until));
+            draining.serving.insert(r.addr, (r.child, until));
         }
     }
-    // KWOK hands a freed pod IP to the next pod at once: a draining process on an address a
-    // new pod needs stops now, so the new pod's own process binds it (and answers its probes).
+    // A drained process stops in a task of its own (SIGTERM, up to 5 s to finish), so this
+    // loop keeps probing the other pods meanwhile.
+    draining.stop_due();
     let wanted: Vec<SocketAddr> = current.values().filter_map(|p| pod_addr(p)).collect();
-    let due: Vec<SocketAddr> = draining
-        .iter()
-        .filter(|(addr, (_, until))| wanted.contains(addr) || Instant::now() >= *until)
-        .map(|(addr, _)| *addr)
-        .collect();
-    for addr in due {
-        if let Some((child, _)) = draining.remove(&addr) {
-            stop(child).await;
-        }
-    }
     // Two live pods with one IP would have one process answer for both: start neither.
     let mut owners: HashMap<SocketAddr, usize> = HashMap::new();
     for addr in &wanted {
@@ -213,6 +205,13 @@ async fn reconcile(
         {
             if owners.get(&addr).copied().unwrap_or(0) > 1 {
                 warn!(pod = %pod.name_any(), %addr, "another live pod has this IP; not starting a process for either");
+                continue;
+            }
+            // KWOK hands a freed pod IP to the next pod at once, where a kubelet would still
+            // be draining the old pod: the old process serves out its drain period (clients
+            // that have not yet seen it go keep working) and the new pod stays unready until
+            // its own process can bind the address.
+            if draining.holds(addr) {
                 continue;
             }
             if let Some(r) = start(args, client, pod, stores).await {
@@ -262,6 +261,37 @@ async fn reconcile(
         {
             r.ready = Some(ok);
         }
+    }
+}
+
+/// Processes of pods that are gone: serving until their drain period ends, then stopping.
+#[derive(Default)]
+struct Draining {
+    serving: HashMap<SocketAddr, (Child, Instant)>,
+    stopping: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
+}
+
+impl Draining {
+    /// Starts stopping each process whose drain period is over; forgets stopped ones.
+    fn stop_due(&mut self) {
+        self.stopping.retain(|_, task| !task.is_finished());
+        let now = Instant::now();
+        let due: Vec<SocketAddr> = self
+            .serving
+            .iter()
+            .filter(|(_, (_, until))| now >= *until)
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in due {
+            if let Some((child, _)) = self.serving.remove(&addr) {
+                self.stopping.insert(addr, tokio::spawn(stop(child)));
+            }
+        }
+    }
+
+    /// Whether a process of a gone pod still holds `addr`.
+    fn holds(&self, addr: SocketAddr) -> bool {
+        self.serving.contains_key(&addr) || self.stopping.contains_key(&addr)
     }
 }
 
