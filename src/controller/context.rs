@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
@@ -46,6 +49,9 @@ pub struct Context {
     /// Cache of Deployments (for unchanged-Deployment checks), set when the Microservice
     /// controller starts.
     pub deployments: OnceLock<Store<k8s_openapi::api::apps::v1::Deployment>>,
+    /// Which HorizontalPodAutoscalers and PodDisruptionBudgets exist (metadata only): a
+    /// Microservice that asks for none deletes one only when it is there.
+    pub optional: OptionalChildren,
     /// Consecutive failed reconciles of each ServiceConfig.
     pub config_failures: Mutex<HashMap<ObjectRef<ServiceConfig>, u32>>,
     pod_monitors: Mutex<Option<(bool, Instant)>>,
@@ -65,8 +71,29 @@ pub struct Memory {
     pub template: Option<(u64, i64)>,
     /// ConfigMaps this Microservice already holds as an owner (no need to patch them again).
     pub held: std::collections::BTreeSet<String>,
+    /// A `RollingOut` Event was published for the rollout in progress (its end is then
+    /// `RolledOut`, else `BecameReady`).
+    pub rollout_announced: bool,
     /// The last apply of each child kind ("Deployment", "Service"), to skip unchanged ones.
     pub applied: HashMap<&'static str, super::apply::Applied>,
+}
+
+/// Metadata caches of the optional children that the Microservice controller deletes when
+/// the spec stops asking for them.
+#[derive(Clone)]
+pub struct OptionalChildren {
+    /// HorizontalPodAutoscalers.
+    pub hpas: Store<PartialObjectMeta<HorizontalPodAutoscaler>>,
+    /// PodDisruptionBudgets.
+    pub pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
+}
+
+/// Whether `store` holds an object named `name` in namespace `ns`.
+pub fn cached<K>(store: &Store<K>, ns: &str, name: &str) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    store.get(&ObjectRef::new(name).within(ns)).is_some()
 }
 
 /// Optional children of a Microservice.
@@ -94,17 +121,21 @@ impl Context {
         microservices: Store<Microservice>,
         configs: Store<ServiceConfig>,
         slices: Store<EndpointSlice>,
+        optional: OptionalChildren,
     ) -> Self {
         // kube's `Store::wait_until_ready` wakes only the last of several concurrent waiters
         // (a oneshot receiver behind it keeps one waker), so exactly one task waits for the
-        // ServiceConfig and EndpointSlice caches and opens a gate every reconcile can await.
+        // ServiceConfig, EndpointSlice and optional-children caches and opens a gate every
+        // reconcile can await.
         // The Microservice cache is not touched: kube's own applier waits on it before the
         // first reconcile, and a second waiter could steal its wake-up.
         let (open, caches) = tokio::sync::watch::channel(false);
-        let (c, s) = (configs.clone(), slices.clone());
+        let (c, s, o) = (configs.clone(), slices.clone(), optional.clone());
         tokio::spawn(async move {
             let _ = c.wait_until_ready().await;
             let _ = s.wait_until_ready().await;
+            let _ = o.hpas.wait_until_ready().await;
+            let _ = o.pdbs.wait_until_ready().await;
             let _ = open.send(true);
         });
         Self {
@@ -116,6 +147,7 @@ impl Context {
             microservices,
             configs,
             slices,
+            optional,
             memory: Mutex::new(HashMap::new()),
             config_failures: Mutex::new(HashMap::new()),
             routes: OnceLock::new(),
@@ -126,8 +158,8 @@ impl Context {
         }
     }
 
-    /// Resolves once the ServiceConfig and EndpointSlice caches have listed everything (at
-    /// once after that). The Microservice cache is ready before any reconcile runs.
+    /// Resolves once the ServiceConfig, EndpointSlice and optional-children caches have listed
+    /// everything (at once after that). The Microservice cache is ready before any reconcile runs.
     pub async fn caches_ready(&self) {
         let mut rx = self.caches.clone();
         let _ = rx.wait_for(|ready| *ready).await;

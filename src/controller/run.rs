@@ -11,6 +11,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
@@ -18,7 +19,7 @@ use kube::{Client, ResourceExt};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tracing::debug;
 
-use super::context::Context;
+use super::context::{Context, OptionalChildren};
 use super::error::ReconcileError;
 use super::events::Events;
 use super::gateway_route;
@@ -49,6 +50,13 @@ pub fn controllers(
     ] {
         metrics.init(c);
     }
+    // One watch of Microservices serves every mapping from them: their dependents, the
+    // ServiceConfigs they use and the GatewayRoutes naming them each get a copy of every
+    // change (status changes included), the Microservice reconciler everything but its own
+    // status writes.
+    let (to_dependents, from_ms_dependents) = fan_out::<Microservice>();
+    let (to_configs, from_ms_configs) = fan_out::<Microservice>();
+    let (to_routes, from_ms_routes) = fan_out::<Microservice>();
     let (ms_store, ms_writer) = reflector::store::<Microservice>();
     let controller = Controller::for_stream(
         reflector::reflector(
@@ -60,6 +68,11 @@ pub fn controllers(
                 h,
             ),
         )
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                copy_to(event, &[&to_dependents, &to_configs, &to_routes]);
+            }
+        })
         .applied_objects()
         .predicate_filter(not_status, PredicateConfig::default()),
         ms_store.clone(),
@@ -90,6 +103,31 @@ pub fn controllers(
     )
     .touched_objects();
 
+    // The optional children: metadata only (existence and owner), cached so that a reconcile
+    // deletes one only when it exists.
+    let (hpas, hpa_writer) = reflector::store();
+    let hpa_stream = reflector::reflector(
+        hpa_writer,
+        resilient(
+            "horizontalpodautoscalers",
+            api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
+            cfg.clone(),
+            h,
+        ),
+    )
+    .touched_objects();
+    let (pdbs, pdb_writer) = reflector::store();
+    let pdb_stream = reflector::reflector(
+        pdb_writer,
+        resilient(
+            "poddisruptionbudgets",
+            api::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+            cfg.clone(),
+            h,
+        ),
+    )
+    .touched_objects();
+
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(client.clone());
     let ctx = Arc::new(Context::new(
@@ -101,6 +139,7 @@ pub fn controllers(
         ms_store.clone(),
         sc_store,
         slice_store,
+        OptionalChildren { hpas, pdbs },
     ));
 
     let users_of_config = {
@@ -142,6 +181,7 @@ pub fn controllers(
     // desired Deployment did not change reads its state from here instead of re-applying it.
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
     let _ = ctx.deployments.set(deployments);
+    let (to_services, from_services) = fan_out::<Service>();
     let janitor = janitor(ctx.clone());
     let run = controller
         .owns_stream(
@@ -156,28 +196,10 @@ pub fn controllers(
             )
             .touched_objects(),
         )
-        .owns_stream(objects("services", api::<Service>(&client, ns), &cfg, h))
-        .owns_stream(objects(
-            "horizontalpodautoscalers",
-            api::<HorizontalPodAutoscaler>(&client, ns),
-            &cfg,
-            h,
-        ))
-        .owns_stream(objects(
-            "poddisruptionbudgets",
-            api::<PodDisruptionBudget>(&client, ns),
-            &cfg,
-            h,
-        ))
-        .watches_stream(
-            objects(
-                "microservices/dependents",
-                api::<Microservice>(&client, ns),
-                &cfg,
-                h,
-            ),
-            dependents,
-        )
+        .owns_stream(from_services)
+        .owns_stream(hpa_stream)
+        .owns_stream(pdb_stream)
+        .watches_stream(from_ms_dependents, dependents)
         .watches_stream(sc_stream, users_of_config)
         .watches_stream(slice_stream, slice_owner)
         .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
@@ -226,15 +248,7 @@ pub fn controllers(
         &cfg.clone().labels(service_config::revision::CONFIG_LABEL),
         h,
     ))
-    .watches_stream(
-        objects(
-            "microservices/configs",
-            api::<Microservice>(&client, ns),
-            &cfg,
-            h,
-        ),
-        configs_of,
-    )
+    .watches_stream(from_ms_configs, configs_of)
     .run(
         |sc, ctx| {
             let metrics = ctx.metrics.clone();
@@ -249,7 +263,15 @@ pub fn controllers(
     )
     .for_each(log_outcome);
 
-    let routes = route_controller(&client, ns, &cfg, h, ctx_for_routes);
+    let routes = route_controller(
+        &client,
+        ns,
+        &cfg,
+        h,
+        ctx_for_routes,
+        from_ms_routes,
+        to_services,
+    );
     let gateways = gateway_api.map(|settings| {
         super::gateway_api::controllers(
             client.clone(),
@@ -279,8 +301,8 @@ pub fn controllers(
 
 /// What of a Microservice a reconcile must follow: everything but its status. Each status
 /// write of the controller's own would otherwise come back as one more reconcile of the same
-/// object (status changes of a dependency still reach its dependents: `microservices/
-/// dependents` watches every change).
+/// object (status changes of a dependency still reach its dependents: their mapping gets
+/// a copy of every change).
 fn not_status(ms: &Microservice) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let m = &ms.metadata;
@@ -304,6 +326,32 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     resilient(name, api, cfg.clone(), health).touched_objects()
+}
+
+/// The sending end of a [`fan_out`].
+type Sender<K> = tokio::sync::mpsc::UnboundedSender<K>;
+/// The receiving end of a [`fan_out`]: a stream for `watches_stream` and `owns_stream`.
+type Copies<K> =
+    futures::stream::Map<UnboundedReceiverStream<K>, fn(K) -> Result<K, watcher::Error>>;
+
+/// A channel that hands one watch's objects to one more consumer, so that one watch (one
+/// list, one decode per change) serves several mappings instead of a watch each.
+fn fan_out<K: Send + 'static>() -> (Sender<K>, Copies<K>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ok: fn(K) -> Result<K, watcher::Error> = Ok;
+    (tx, UnboundedReceiverStream::new(rx).map(ok))
+}
+
+/// Sends a copy of the object of `event` (applied or deleted) to each of `to`. A consumer
+/// that stopped drops its copies.
+fn copy_to<K: Clone>(event: &watcher::Event<K>, to: &[&Sender<K>]) {
+    let obj = match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => o,
+        watcher::Event::Init | watcher::Event::InitDone => return,
+    };
+    for tx in to {
+        let _ = tx.send(obj.clone());
+    }
 }
 
 async fn log_outcome<K, E: std::fmt::Display>(res: Result<(ObjectRef<K>, Action), E>)
@@ -387,13 +435,20 @@ async fn janitor(ctx: Arc<Context>) {
 
 /// The GatewayRoute status reconciler: re-evaluates a route when it, another route of its
 /// namespace (conflicts), or a Microservice or Service it names changes.
+/// `microservices` is the Microservice watch's copy of every change; the Service watch
+/// (cached in the context) hands a copy of each of its changes to `service_copies`, the
+/// Microservice controller's owner trigger.
+#[allow(clippy::too_many_arguments)]
 fn route_controller(
     client: &Client,
     ns: Option<&str>,
     cfg: &watcher::Config,
     h: &WatchHealth,
     ctx: Arc<Context>,
+    microservices: Copies<Microservice>,
+    service_copies: Sender<Service>,
 ) -> impl std::future::Future<Output = ()> + use<> {
+    let (to_namespace, from_routes) = fan_out::<GatewayRoute>();
     let (routes, routes_writer) = reflector::store::<GatewayRoute>();
     let controller = Controller::for_stream(
         reflector::reflector(
@@ -405,6 +460,11 @@ fn route_controller(
                 h,
             ),
         )
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                copy_to(event, &[&to_namespace]);
+            }
+        })
         .applied_objects(),
         routes.clone(),
     );
@@ -413,13 +473,13 @@ fn route_controller(
     let _ = ctx.services.set(services);
     let service_stream = reflector::reflector(
         writer,
-        resilient(
-            "services/routes",
-            api::<Service>(client, ns),
-            cfg.clone(),
-            h,
-        ),
+        resilient("services", api::<Service>(client, ns), cfg.clone(), h),
     )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            copy_to(event, &[&service_copies]);
+        }
+    })
     .touched_objects();
     let naming = move |ns: Option<String>, name: String, by_service: bool| {
         routes
@@ -461,24 +521,8 @@ fn route_controller(
         }
     };
     controller
-        .watches_stream(
-            objects(
-                "microservices/routes",
-                api::<Microservice>(client, ns),
-                cfg,
-                h,
-            ),
-            by_ms,
-        )
-        .watches_stream(
-            objects(
-                "gatewayroutes/namespace",
-                api::<GatewayRoute>(client, ns),
-                cfg,
-                h,
-            ),
-            same_namespace,
-        )
+        .watches_stream(microservices, by_ms)
+        .watches_stream(from_routes, same_namespace)
         .watches_stream(service_stream, by_svc)
         .run(
             |route, ctx: Arc<Context>| {

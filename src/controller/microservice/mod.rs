@@ -33,7 +33,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::apply::{MANAGER, apply, delete_if_exists};
-use super::context::{Children, Context};
+use super::context::{Children, Context, cached};
 use super::error::ReconcileError;
 use super::health_checks::Params;
 use crate::api::Microservice;
@@ -244,7 +244,7 @@ async fn apply_in_cluster(
             &hpa,
         )
         .await?;
-    } else if had.is_none_or(|h| h.hpa) {
+    } else if had.map_or_else(|| cached(&ctx.optional.hpas, ns, &name), |h| h.hpa) {
         delete_if_exists(
             &ctx.api::<HorizontalPodAutoscaler>(ns),
             "HorizontalPodAutoscaler",
@@ -260,7 +260,7 @@ async fn apply_in_cluster(
             &pdb,
         )
         .await?;
-    } else if had.is_none_or(|h| h.pdb) {
+    } else if had.map_or_else(|| cached(&ctx.optional.pdbs, ns, &name), |h| h.pdb) {
         delete_if_exists(
             &ctx.api::<PodDisruptionBudget>(ns),
             "PodDisruptionBudget",
@@ -478,8 +478,17 @@ async fn apply_external(
     }
     delete_stale_slices(ctx, ns, &name, &names).await?;
 
+    // After a restart (nothing remembered) the caches say which in-cluster children exist.
     let had = ctx.remember(key, |m| m.children);
-    if had.is_none_or(|h| h.deployment) {
+    let deployed = had.map_or_else(
+        || {
+            ctx.deployments.get().is_none_or(|d| cached(d, ns, &name))
+                || cached(&ctx.optional.hpas, ns, &name)
+                || cached(&ctx.optional.pdbs, ns, &name)
+        },
+        |h| h.deployment,
+    );
+    if deployed {
         delete_if_exists(&ctx.api::<Deployment>(ns), "Deployment", &name).await?;
         delete_if_exists(
             &ctx.api::<HorizontalPodAutoscaler>(ns),
