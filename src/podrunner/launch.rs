@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod};
 use kube::api::Api;
@@ -268,6 +268,14 @@ pub(super) async fn start(
             }
             .to_owned()
         });
+    // A kubelet's period between readiness probes (default 10 s).
+    let probe_period = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.period_seconds)
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(10)
+        .max(1);
     let _ = std::fs::create_dir_all(&pod_dir);
     let resolv = args
         .cluster_dns
@@ -296,6 +304,8 @@ pub(super) async fn start(
         child,
         addr,
         readiness,
+        probe_period: Duration::from_secs(probe_period),
+        next_probe: Instant::now(),
         ready: None,
         started: Instant::now(),
         restarts: 0,

@@ -4,7 +4,8 @@
 //! as a local process bound to the pod's IP and port, the way a kubelet would: with the
 //! container's arguments, its environment (literal values and `envFrom`/`configMapKeyRef`
 //! ConfigMaps) and its ConfigMap volumes written to a directory per pod (kept up to date, as a
-//! kubelet does). It marks the pod `Ready` only while the process answers its readiness path,
+//! kubelet does). It marks the pod `Ready` only while the process answers its readiness path
+//! (probed on every pass until it is Ready, then every `periodSeconds`, many pods at once),
 //! restarts a process that exits, and stops it a drain period after the pod goes away (a new
 //! pod that KWOK gives the same IP meanwhile starts once the old process is gone).
 //!
@@ -85,6 +86,10 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     readiness: String,
+    /// The readiness probe's `periodSeconds`: how often a Ready pod is probed (one that is
+    /// not Ready is probed on every pass, so it turns Ready soon after its process answers).
+    probe_period: Duration,
+    next_probe: Instant,
     ready: Option<bool>,
     started: Instant,
     restarts: u32,
@@ -94,6 +99,11 @@ struct Running {
     crashes: u32,
     spec: Launch,
 }
+
+/// Readiness probes in flight at once.
+const PARALLEL_PROBES: usize = 64;
+/// Pod status writes in flight at once (each pod's kubelet would write its own).
+const PARALLEL_STATUS_WRITES: usize = 16;
 
 /// Runs until the process is stopped.
 pub async fn run(args: PodRunnerArgs) -> Result<(), RunnerError> {
@@ -191,6 +201,7 @@ async fn reconcile(
     for addr in &wanted {
         *owners.entry(*addr).or_default() += 1;
     }
+    let mut probes = Vec::new();
     for (uid, pod) in &current {
         // Only pods KWOK has finished starting (Running, with an IP); a Pending pod is KWOK's
         // to update, and its stage leaves these pods unready until the process answers.
@@ -244,24 +255,60 @@ async fn reconcile(
             r.exited_at = None;
             r.restarts += 1;
         }
-        let url = format!("http://{}{}", r.addr, r.readiness);
-        let ok = http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|resp| resp.status().is_success());
-        let kwok_says_ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.status == "True");
-        if (r.ready != Some(ok) || kwok_says_ready != ok)
-            && set_ready(client, pod, ok, r.restarts).await
-        {
+        let steady = r.ready == Some(true) && marked_ready(pod) && r.exited_at.is_none();
+        if !steady || Instant::now() >= r.next_probe {
+            probes.push((uid.clone(), format!("http://{}{}", r.addr, r.readiness)));
+        }
+    }
+    // Probes run side by side, as each pod's kubelet worker would: one slow pod must not
+    // delay every other pod's readiness (and a pass over thousands of pods stays short).
+    let results: Vec<(String, bool)> = futures::stream::iter(probes)
+        .map(|(uid, url)| async move {
+            let ok = http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|resp| resp.status().is_success());
+            (uid, ok)
+        })
+        .buffer_unordered(PARALLEL_PROBES)
+        .collect()
+        .await;
+    let mut changes = Vec::new();
+    for (uid, ok) in results {
+        let (Some(r), Some(pod)) = (running.get_mut(&uid), current.get(&uid)) else {
+            continue;
+        };
+        r.next_probe = Instant::now() + r.probe_period;
+        if r.ready != Some(ok) || marked_ready(pod) != ok {
+            changes.push((uid, pod.clone(), ok, r.restarts));
+        }
+    }
+    let written: Vec<(String, bool)> = futures::stream::iter(changes)
+        .map(|(uid, pod, ok, restarts)| async move {
+            (
+                uid,
+                set_ready(client, &pod, ok, restarts).await.then_some(ok),
+            )
+        })
+        .buffer_unordered(PARALLEL_STATUS_WRITES)
+        .filter_map(|(uid, ok)| async move { Some((uid, ok?)) })
+        .collect()
+        .await;
+    for (uid, ok) in written {
+        if let Some(r) = running.get_mut(&uid) {
             r.ready = Some(ok);
         }
     }
+}
+
+/// Whether the pod's `Ready` condition (as the API server has it) is True.
+fn marked_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
 }
 
 /// Processes of pods that are gone: serving until their drain period ends, then stopping.
