@@ -2,12 +2,20 @@
 //! control plane with KWOK nodes. For each size N (default 100 and 1,000):
 //!
 //! - **the floor**: N plain Deployments + Services applied at once, timed until every Service
-//!   has a ready endpoint (what the control plane itself needs for the same pods);
+//!   has a ready endpoint (what the control plane itself needs for the same pods) and until
+//!   every Deployment has rolled out (`kubectl rollout status`: the status the Deployment
+//!   controller writes last, which a Microservice's `Ready` also waits for);
 //! - **Atrium**: N Microservices of the same shape applied at once to a fresh controller,
 //!   timed until every one is `Ready`; the ratio to the floor, reconciles per object, API
 //!   requests and writes per object (the API server's own `apiserver_request_total`, minus the
 //!   floor's for the same N), status writes and Events per Microservice, the controller's CPU
 //!   and its peak and steady memory.
+//!
+//! ATRIUM_BENCH_COMPARE (controller flags, space-separated, e.g.
+//! `--max-concurrent-reconciles=0`) adds a row per size: the same Microservices under a
+//! controller started with those flags, in a namespace of their own, run after the floor and
+//! before the default controller (so the default one runs beside more objects left from the
+//! earlier runs, never fewer).
 //!
 //! At the largest N, then: the idle rate over ATRIUM_BENCH_IDLE_SECONDS (120) with nothing
 //! changing and a ServiceConfig used by 100 consumers changed until all run it (report:
@@ -23,6 +31,7 @@ use std::time::{Duration, Instant};
 use atrium::api::conditions::{self as c, find};
 use atrium::api::{Microservice, ServiceConfig};
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -42,6 +51,14 @@ fn sizes() -> Vec<usize> {
         .collect()
 }
 
+fn compare_args() -> Vec<String> {
+    std::env::var("ATRIUM_BENCH_COMPARE")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn idle_seconds() -> u64 {
     std::env::var("ATRIUM_BENCH_IDLE_SECONDS")
         .ok()
@@ -50,19 +67,23 @@ fn idle_seconds() -> u64 {
 }
 
 /// The API server's request counters: all requests, writes, Microservice status writes and
-/// Event writes, summed over every client.
+/// Event writes, summed over every client; and the CPU the API server and etcd used.
 #[derive(Clone, Copy, Default)]
 struct ApiCounts {
     requests: f64,
     writes: f64,
     status_writes: f64,
     events: f64,
+    server_cpu: f64,
 }
 
 impl ApiCounts {
     fn now() -> Self {
         let text = kubectl_ok(&["get", "--raw", "/metrics"], None);
-        let mut out = Self::default();
+        let mut out = Self {
+            server_cpu: api_server_cpu(),
+            ..Self::default()
+        };
         for line in text
             .lines()
             .filter(|l| l.starts_with("apiserver_request_total{"))
@@ -105,6 +126,7 @@ impl ApiCounts {
             writes: self.writes - before.writes,
             status_writes: self.status_writes - before.status_writes,
             events: self.events - before.events,
+            server_cpu: self.server_cpu - before.server_cpu,
         }
     }
 }
@@ -133,6 +155,22 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the API server and etcd (every process on this machine by that name: the
+/// benchmark's control plane is the only one it runs).
+fn api_server_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            matches!(comm.trim(), "kube-apiserver" | "etcd")
+        })
+        .map(cpu_seconds)
+        .sum()
 }
 
 fn reconciles(metrics_port: u16) -> f64 {
@@ -209,10 +247,26 @@ fn slice_ready(s: &EndpointSlice) -> Option<String> {
         .flatten()
 }
 
+/// `kubectl rollout status`'s test: the Deployment controller has seen the latest spec and
+/// every replica is updated and available.
+fn rolled_out(d: &Deployment) -> Option<String> {
+    let want = d.spec.as_ref()?.replicas.unwrap_or(1);
+    let s = d.status.as_ref()?;
+    (s.observed_generation >= d.metadata.generation
+        && s.updated_replicas.unwrap_or(0) == want
+        && s.replicas.unwrap_or(0) == want
+        && s.available_replicas.unwrap_or(0) == want)
+        .then(|| d.metadata.name.clone())
+        .flatten()
+}
+
 /// One size's figures.
 struct Run {
     n: usize,
+    /// The controller's flags beyond the defaults (empty: the defaults).
+    flags: String,
     floor: Duration,
+    floor_rolled_out: Duration,
     floor_api: ApiCounts,
     atrium: Duration,
     api: ApiCounts,
@@ -221,24 +275,43 @@ struct Run {
     peak_rss_mib: f64,
 }
 
-async fn floor(n: usize) -> (Duration, ApiCounts) {
+/// The floor: when every Service has a ready endpoint, and when every Deployment has rolled
+/// out, both from one start.
+async fn floor(n: usize) -> (Duration, Duration, ApiCounts) {
     let ns = namespace(&format!("bench-floor-{n}"));
-    let api: Api<EndpointSlice> = Api::namespaced(client().await, &ns);
+    let slices: Api<EndpointSlice> = Api::namespaced(client().await, &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client().await, &ns);
     let before = ApiCounts::now();
     let start = Instant::now();
-    let watch = tokio::spawn(watch_until(
-        "floor: every Service with a ready endpoint",
-        api,
-        watcher::Config::default().labels("kubernetes.io/service-name"),
-        slice_ready,
-        n,
-    ));
+    let endpoints = tokio::spawn(async move {
+        watch_until(
+            "floor: every Service with a ready endpoint",
+            slices,
+            watcher::Config::default().labels("kubernetes.io/service-name"),
+            slice_ready,
+            n,
+        )
+        .await;
+        start.elapsed()
+    });
+    let rollouts = tokio::spawn(async move {
+        watch_until(
+            "floor: every Deployment rolled out",
+            deployments,
+            watcher::Config::default(),
+            rolled_out,
+            n,
+        )
+        .await;
+        start.elapsed()
+    });
     kubectl_ok(
         &["apply", "--server-side", "-n", &ns, "-f", "-"],
         Some(&deployments_and_services(n)),
     );
-    watch.await.expect("floor watch");
-    (start.elapsed(), ApiCounts::now().since(before))
+    let endpoints = endpoints.await.expect("floor endpoint watch");
+    let rollouts = rollouts.await.expect("floor Deployment watch");
+    (endpoints, rollouts, ApiCounts::now().since(before))
 }
 
 async fn with_atrium(
@@ -281,15 +354,22 @@ fn per(v: f64, n: usize) -> String {
 
 fn size_table(runs: &[Run]) -> String {
     let mut t = String::from(
-        "| N | floor: Deployments + Services → ready endpoints | Microservices → Ready | ratio | reconciles / object | API requests / object (floor → Atrium) | API writes / object (floor → Atrium) | status writes / Microservice | Events / object (floor → Atrium) | controller CPU s | controller peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| N | controller | floor: Deployments + Services → ready endpoints | floor: → Deployments rolled out | Microservices → Ready | ratio to ready endpoints | ratio to rolled out | reconciles / object | API requests / object (floor → Atrium) | API writes / object (floor → Atrium) | status writes / Microservice | Events / object (floor → Atrium) | API server + etcd CPU s (floor → Atrium) | controller CPU s | controller peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in runs {
         t += &format!(
-            "| {} | {:.1} s | {:.1} s | {:.2}× | {} | {} → {} | {} → {} | {} | {} → {} | {:.1} | {:.0} |\n",
+            "| {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.2}× | {:.2}× | {} | {} → {} | {} → {} | {} | {} → {} | {:.0} → {:.0} | {:.1} | {:.0} |\n",
             r.n,
+            if r.flags.is_empty() {
+                "defaults".to_owned()
+            } else {
+                format!("`{}`", r.flags)
+            },
             r.floor.as_secs_f64(),
+            r.floor_rolled_out.as_secs_f64(),
             r.atrium.as_secs_f64(),
             r.atrium.as_secs_f64() / r.floor.as_secs_f64(),
+            r.atrium.as_secs_f64() / r.floor_rolled_out.as_secs_f64(),
             per(r.reconciles, r.n),
             per(r.floor_api.requests, r.n),
             per(r.api.requests, r.n),
@@ -298,6 +378,8 @@ fn size_table(runs: &[Run]) -> String {
             per(r.api.status_writes, r.n),
             per(r.floor_api.events, r.n),
             per(r.api.events, r.n),
+            r.floor_api.server_cpu,
+            r.api.server_cpu,
             r.cpu,
             r.peak_rss_mib,
         );
@@ -493,31 +575,47 @@ async fn controller_at_scale() {
     let mut last = None;
     for n in sizes() {
         eprintln!("[bench-controller] N = {n}: the floor (Deployments + Services)");
-        let (floor_took, floor_api) = floor(n).await;
+        let (floor_took, floor_rolled_out, floor_api) = floor(n).await;
         eprintln!(
-            "[bench-controller] N = {n}: floor {:.1} s; now Microservices",
-            floor_took.as_secs_f64()
+            "[bench-controller] N = {n}: floor {:.1} s to ready endpoints, {:.1} s to rolled \
+             out; now Microservices",
+            floor_took.as_secs_f64(),
+            floor_rolled_out.as_secs_f64()
         );
-        let ns = namespace(&format!("bench-ms-{n}"));
-        // At its default log level (the tests' debug logging would cost it CPU).
-        let (controller, port) = start_controller_with(&ns, &[], &[("RUST_LOG", "info")]);
-        let (took, api, recs, cpu) = with_atrium(n, &ns, &controller, port).await;
-        eprintln!(
-            "[bench-controller] N = {n}: Microservices {:.1} s ({:.2}× the floor)",
-            took.as_secs_f64(),
-            took.as_secs_f64() / floor_took.as_secs_f64()
-        );
-        runs.push(Run {
-            n,
-            floor: floor_took,
-            floor_api,
-            atrium: took,
-            api,
-            reconciles: recs,
-            cpu,
-            peak_rss_mib: proc_field(controller.0.id(), "VmHWM:") as f64 / 1024.0,
-        });
-        last = Some((n, ns, controller, port));
+        let compare = compare_args();
+        let variants = if compare.is_empty() {
+            vec![Vec::new()]
+        } else {
+            vec![compare, Vec::new()]
+        };
+        for (i, flags) in variants.into_iter().enumerate() {
+            let ns = namespace(&format!("bench-ms-{n}-{i}"));
+            let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+            // At its default log level (the tests' debug logging would cost it CPU).
+            let (controller, port) = start_controller_with(&ns, &args, &[("RUST_LOG", "info")]);
+            let (took, api, recs, cpu) = with_atrium(n, &ns, &controller, port).await;
+            let flags = flags.join(" ");
+            eprintln!(
+                "[bench-controller] N = {n} [{flags}]: Microservices {:.1} s ({:.2}× the floor, \
+                 {:.2}× rolled out)",
+                took.as_secs_f64(),
+                took.as_secs_f64() / floor_took.as_secs_f64(),
+                took.as_secs_f64() / floor_rolled_out.as_secs_f64()
+            );
+            runs.push(Run {
+                n,
+                flags,
+                floor: floor_took,
+                floor_rolled_out,
+                floor_api,
+                atrium: took,
+                api,
+                reconciles: recs,
+                cpu,
+                peak_rss_mib: proc_field(controller.0.id(), "VmHWM:") as f64 / 1024.0,
+            });
+            last = Some((n, ns, controller, port));
+        }
     }
     let (n, ns, controller, port) = last.expect("at least one size");
     let pid = controller.0.id();
@@ -535,6 +633,19 @@ async fn controller_at_scale() {
 
     eprintln!("[bench-controller] ServiceConfig with 100 consumers");
     let fan_out = config_rollout(&ns, 100).await;
+
+    // The same Microservices, settled, under a controller started afresh: what its caches
+    // hold without the history of the burst (the allocator keeps some of what a burst used).
+    eprintln!("[bench-controller] restarting the controller beside {n} settled Microservices");
+    drop(controller);
+    let (controller, port) = start_controller_with(&ns, &[], &[("RUST_LOG", "info")]);
+    wait_until(
+        "the restarted controller reconciled every Microservice",
+        TIMEOUT,
+        || (reconciles(port) >= n as f64).then_some(()),
+    );
+    let restart_rss = proc_field(controller.0.id(), "VmRSS:") as f64 / 1024.0;
+    let restart_hwm = proc_field(controller.0.id(), "VmHWM:") as f64 / 1024.0;
     let minutes = idle as f64 / 60.0;
     let report = format!(
         "Run on the local control plane (etcd, kube-apiserver, controller manager and scheduler \
@@ -546,7 +657,9 @@ async fn controller_at_scale() {
          {spm:.3} status writes per object per minute, {apm:.0} API requests per minute in all, \
          controller CPU {cpu_idle:.2} s, steady RSS {steady_rss:.0} MiB.\n\n\
          A ServiceConfig used by 100 consumers (among the {n}) changed → every consumer Ready on \
-         the new revision: {fan_out:.1} s.\n",
+         the new revision: {fan_out:.1} s.\n\n\
+         A controller started afresh beside the {n} settled Microservices, once it has \
+         reconciled each: RSS {restart_rss:.0} MiB (peak {restart_hwm:.0} MiB).\n",
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         table = size_table(&runs),
         rpm = recs_idle / n as f64 / minutes,
