@@ -31,6 +31,13 @@ pub struct ControllerArgs {
     /// whose watches stalled.
     #[arg(long, default_value = "2m", value_parser = crate::api::duration::parse_duration, env = "ATRIUM_WATCH_STALL_TIMEOUT")]
     pub watch_stall_timeout: std::time::Duration,
+    /// Reconciles each controller runs at once (controller-runtime's
+    /// `MaxConcurrentReconciles`; `0`: no limit). Each reconcile in flight holds requests to
+    /// the API server, and the Kubernetes client speaks HTTP/1.1, one connection per request
+    /// in flight: a bound keeps a burst of a thousand new objects from opening hundreds of
+    /// TLS connections at once.
+    #[arg(long, default_value_t = 16, env = "ATRIUM_MAX_CONCURRENT_RECONCILES")]
+    pub max_concurrent_reconciles: u16,
     /// Serve the Gateway API (GatewayClass, Gateway, HTTPRoute): `auto` when its CRDs are
     /// installed, `enabled`, or `disabled`.
     #[arg(long, value_enum, default_value_t = GatewayApiMode::Auto, env = "ATRIUM_GATEWAY_API")]

@@ -135,6 +135,8 @@ pub async fn run(args: ControllerArgs, registry: Registry) -> Result<(), Control
                 metrics.clone(),
                 watches.clone(),
                 gateway_api.clone(),
+                kube::runtime::controller::Config::default()
+                    .concurrency(args.max_concurrent_reconciles),
             );
             leading.set(1);
             let keep = async {

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use crate::scope::api;
 use crate::watch::{WatchHealth, resilient};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -39,6 +39,7 @@ pub fn controllers(
     metrics: ControllerMetrics,
     health: WatchHealth,
     gateway_api: Option<super::gateway_api::data_plane::Settings>,
+    reconcile: controller::Config,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let ns = namespace.as_deref();
     let cfg = watcher::Config::default();
@@ -177,8 +178,9 @@ pub fn controllers(
         })
     };
 
-    // Deployments are cached (without managed fields, see `watch::slim`): a reconcile whose
-    // desired Deployment did not change reads its state from here instead of re-applying it.
+    // Deployments are cached (without managed fields, see `watch::slim`, and with their pod
+    // template reduced to its hash, see `slim_deployment`): a reconcile whose desired
+    // Deployment did not change reads its state from here instead of re-applying it.
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
     let _ = ctx.deployments.set(deployments);
     let (to_services, from_services) = fan_out::<Service>();
@@ -192,7 +194,8 @@ pub fn controllers(
                     api::<Deployment>(&client, ns),
                     cfg.clone(),
                     h,
-                ),
+                )
+                .map_ok(|event| event.modify(microservice::slim_deployment)),
             )
             .touched_objects(),
         )
@@ -203,6 +206,7 @@ pub fn controllers(
         .watches_stream(sc_stream, users_of_config)
         .watches_stream(slice_stream, slice_owner)
         .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
+        .with_config(reconcile.clone())
         .run(
             |ms, ctx| {
                 let metrics = ctx.metrics.clone();
@@ -249,6 +253,7 @@ pub fn controllers(
         h,
     ))
     .watches_stream(from_ms_configs, configs_of)
+    .with_config(reconcile.clone())
     .run(
         |sc, ctx| {
             let metrics = ctx.metrics.clone();
@@ -271,6 +276,7 @@ pub fn controllers(
         ctx_for_routes,
         from_ms_routes,
         to_services,
+        reconcile.clone(),
     );
     let gateways = gateway_api.map(|settings| {
         super::gateway_api::controllers(
@@ -279,6 +285,7 @@ pub fn controllers(
             settings,
             metrics.clone(),
             h,
+            reconcile,
         )
     });
     let gateways = async move {
@@ -447,6 +454,7 @@ fn route_controller(
     ctx: Arc<Context>,
     microservices: Copies<Microservice>,
     service_copies: Sender<Service>,
+    reconcile: controller::Config,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let (to_namespace, from_routes) = fan_out::<GatewayRoute>();
     let (routes, routes_writer) = reflector::store::<GatewayRoute>();
@@ -524,6 +532,7 @@ fn route_controller(
         .watches_stream(microservices, by_ms)
         .watches_stream(from_routes, same_namespace)
         .watches_stream(service_stream, by_svc)
+        .with_config(reconcile)
         .run(
             |route, ctx: Arc<Context>| {
                 let metrics = ctx.metrics.clone();

@@ -129,6 +129,7 @@ pub fn controllers(
     settings: Settings,
     metrics: ControllerMetrics,
     health: &WatchHealth,
+    reconcile: kube::runtime::controller::Config,
 ) -> impl std::future::Future<Output = ()> + use<> {
     for c in [CLASS_CONTROLLER, GATEWAY_CONTROLLER, ROUTE_CONTROLLER] {
         metrics.init(c);
@@ -269,6 +270,7 @@ pub fn controllers(
             Vec::<ObjectRef<Gateway>>::new()
         }
     })
+    .with_config(reconcile.clone())
     .run(reconcile_gateway, error_policy, ctx.clone())
     .for_each(|r| async move {
         if let Err(e) = r {
@@ -293,6 +295,7 @@ pub fn controllers(
         .reconcile_all_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
             route_rx,
         ))
+        .with_config(reconcile.clone())
         .run(reconcile_route, error_policy, ctx.clone())
         .for_each(|_| async {});
     let (class_store, class_writer) = reflector::store::<GatewayClass>();
@@ -307,6 +310,7 @@ pub fn controllers(
     )
     .applied_objects();
     let class_run = Controller::for_stream(own_classes, class_store)
+        .with_config(reconcile)
         .run(reconcile_class, error_policy, ctx.clone())
         .for_each(|_| async {});
     async move {

@@ -373,19 +373,52 @@ async fn hold_config_maps(
     Ok(())
 }
 
-/// What this reconcile learnt about the pod template: the generation at which it last changed.
-fn template_generation(
-    ctx: &Context,
-    key: &ObjectRef<Microservice>,
-    d: &Deployment,
-) -> Option<i64> {
+/// Annotation holding the hash of a cached Deployment's pod template, which the cache drops
+/// (see [`slim_deployment`]). Only ever in the controller's memory, never sent.
+const TEMPLATE_HASH: &str = "atrium.dev/cached-template-hash";
+
+/// A hash of the Deployment's pod template (the one kept by [`slim_deployment`] when the
+/// template itself was dropped).
+fn template_hash(d: &Deployment) -> u64 {
+    if let Some(hash) = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TEMPLATE_HASH))
+        .and_then(|h| h.parse().ok())
+    {
+        return hash;
+    }
     use std::hash::{Hash, Hasher};
     let template = d.spec.as_ref().map(|s| &s.template);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_string(&template)
         .unwrap_or_default()
         .hash(&mut hasher);
-    let hash = hasher.finish();
+    hasher.finish()
+}
+
+/// Trims a Deployment before it is cached: a reconcile reads its replicas, generation and
+/// status, and only the hash of its pod template (the larger part of the object), so the
+/// template is replaced by that hash.
+pub(crate) fn slim_deployment(d: &mut Deployment) {
+    let hash = template_hash(d);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.template = Default::default();
+    }
+    d.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_HASH.to_owned(), hash.to_string());
+}
+
+/// What this reconcile learnt about the pod template: the generation at which it last changed.
+fn template_generation(
+    ctx: &Context,
+    key: &ObjectRef<Microservice>,
+    d: &Deployment,
+) -> Option<i64> {
+    let hash = template_hash(d);
     let generation = d.metadata.generation;
     ctx.remember(key, |m| match m.template {
         Some((h, g)) if h == hash => Some(g),
@@ -561,4 +594,49 @@ pub(crate) fn sample(spec: serde_json::Value) -> Microservice {
     let mut m = Microservice::new("users", spec);
     m.metadata.namespace = Some("shop".into());
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+
+    fn deployment(image: &str) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "generation": 3},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "a"}},
+                "template": {
+                    "metadata": {"labels": {"app": "a"}},
+                    "spec": {"containers": [{"name": "app", "image": image}]},
+                },
+            },
+            "status": {"availableReplicas": 2},
+        }))
+        .expect("a Deployment")
+    }
+
+    #[test]
+    fn a_slimmed_deployment_keeps_its_template_hash_and_what_a_reconcile_reads() {
+        let full = deployment("app:1");
+        let mut slim = full.clone();
+        slim_deployment(&mut slim);
+        assert_eq!(template_hash(&slim), template_hash(&full));
+        assert_ne!(template_hash(&full), template_hash(&deployment("app:2")));
+        assert_eq!(
+            slim.spec.as_ref().map(|s| &s.template),
+            Some(&Default::default())
+        );
+        assert_eq!(
+            slim.spec.as_ref().and_then(|s: &DeploymentSpec| s.replicas),
+            Some(2)
+        );
+        assert_eq!(view(&slim, None).available, 2);
+        assert_eq!(view(&slim, None).generation, Some(3));
+        // Slimming twice keeps the first hash (the template is gone by then).
+        let once = template_hash(&slim);
+        slim_deployment(&mut slim);
+        assert_eq!(template_hash(&slim), once);
+    }
 }
