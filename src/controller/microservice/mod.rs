@@ -446,6 +446,11 @@ fn view(d: &Deployment, template_generation: Option<i64>) -> DeploymentView {
         ready: status.ready_replicas.unwrap_or(0),
         updated: status.updated_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
+        min_ready_seconds: d
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0),
         available_condition: has("Available", "True", None),
         deadline_exceeded: has("Progressing", "False", Some("ProgressDeadlineExceeded")),
         template_generation,

@@ -30,6 +30,8 @@ pub struct DeploymentView {
     pub updated: i32,
     /// Pods available for `minReadySeconds`.
     pub available: i32,
+    /// `spec.minReadySeconds` (Atrium sets none; someone else may).
+    pub min_ready_seconds: i32,
     /// The Deployment's `Available` condition.
     pub available_condition: bool,
     /// `Progressing=False` with reason `ProgressDeadlineExceeded`.
@@ -38,6 +40,22 @@ pub struct DeploymentView {
     /// `None` when it does not know (then every unobserved generation counts as a new template).
     /// A newer generation that only changed the replica count is a scale, not a rollout.
     pub template_generation: Option<i64>,
+}
+
+impl DeploymentView {
+    /// Every pod the Deployment has is of the current template (as of a status that has seen
+    /// the current spec) and the Service has a ready endpoint for each: the pods serve, though
+    /// the Deployment controller may not have written `availableReplicas` yet. Under load that
+    /// write comes last, many seconds after the pods turned ready (the controller manager's
+    /// client rate limits), so waiting for it would keep a serving Microservice unready. Only
+    /// without `minReadySeconds`, where a ready pod is an available one.
+    pub fn serving(&self, endpoints: &EndpointCounts) -> bool {
+        self.min_ready_seconds == 0
+            && self.observed_generation >= self.generation
+            && self.replicas == self.desired
+            && self.updated == self.desired
+            && endpoints.ready >= self.desired
+    }
 }
 
 /// The workload behind a Microservice.
@@ -109,7 +127,9 @@ fn progress(o: &Observed, was_ready: bool) -> Option<(&'static str, String)> {
                 ))
             } else if d.observed_generation < d.generation {
                 scaling("the Deployment has not seen the new replica count yet".to_owned())
-            } else if d.available < d.desired || d.replicas != d.desired {
+            } else if (d.available < d.desired && !d.serving(&o.endpoints))
+                || d.replicas != d.desired
+            {
                 scaling(format!("{} of {} pods available", d.available, d.desired))
             } else if o.endpoints.ready < d.desired {
                 Some(if was_ready {
@@ -250,7 +270,9 @@ pub fn compute(old: Option<&MicroserviceStatus>, o: &Observed, now: &Time) -> Mi
     });
     let available = match &o.workload {
         Workload::External => o.endpoints.ready > 0,
-        Workload::InCluster(Some(d)) => d.available_condition || d.desired == 0,
+        Workload::InCluster(Some(d)) => {
+            d.available_condition || d.desired == 0 || d.serving(&o.endpoints)
+        }
         Workload::InCluster(None) => false,
     };
 
@@ -352,6 +374,7 @@ mod tests {
                 ready: 2,
                 updated: 2,
                 available: 2,
+                min_ready_seconds: 0,
                 available_condition: true,
                 deadline_exceeded: false,
                 template_generation: Some(3),
@@ -561,5 +584,50 @@ mod tests {
         deployment(&mut o).template_generation = None;
         let s = compute(Some(&ready), &o, &now(2));
         assert_eq!(status_of(&s, c::READY).1, ROLLING_OUT);
+    }
+
+    #[test]
+    fn serving_pods_are_ready_before_the_deployment_reports_them_available() {
+        // A new Deployment: its pods exist and are of the current template, the Service has a
+        // ready endpoint for each, the Deployment controller has not written availability yet.
+        let mut o = healthy();
+        {
+            let d = deployment(&mut o);
+            d.available = 0;
+            d.ready = 0;
+            d.available_condition = false;
+        }
+        let s = compute(None, &o, &now(1));
+        assert_eq!(status_of(&s, c::READY), ("True".into(), "Ready".into()));
+        assert_eq!(status_of(&s, c::AVAILABLE).0, "True");
+        // Not with minReadySeconds: a ready pod is not yet an available one.
+        deployment(&mut o).min_ready_seconds = 5;
+        let s = compute(None, &o, &now(1));
+        assert_eq!(status_of(&s, c::READY).0, "False");
+        // Not while pods of an older template remain, whatever the endpoints say.
+        let mut o = healthy();
+        {
+            let d = deployment(&mut o);
+            d.available = 0;
+            d.available_condition = false;
+            d.replicas = 3;
+        }
+        o.endpoints = EndpointCounts { ready: 3, total: 3 };
+        let s = compute(None, &o, &now(1));
+        assert_eq!(
+            status_of(&s, c::READY),
+            ("False".into(), ROLLING_OUT.into())
+        );
+        // Nor before the Deployment has seen its current spec.
+        let mut o = healthy();
+        {
+            let d = deployment(&mut o);
+            d.available = 0;
+            d.available_condition = false;
+            d.generation = Some(4);
+            d.template_generation = Some(3);
+        }
+        let s = compute(None, &o, &now(1));
+        assert_eq!(status_of(&s, c::READY).0, "False");
     }
 }
