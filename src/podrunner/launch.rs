@@ -307,6 +307,7 @@ pub(super) async fn start(
         probe_period: Duration::from_secs(probe_period),
         next_probe: Instant::now(),
         ready: None,
+        written_at: None,
         started: Instant::now(),
         restarts: 0,
         exited_at: None,

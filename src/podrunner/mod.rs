@@ -91,6 +91,9 @@ struct Running {
     probe_period: Duration,
     next_probe: Instant,
     ready: Option<bool>,
+    /// When this runner last wrote the pod's readiness: until the watch shows that write (or
+    /// [`REASSERT_AFTER`] passes), a pod that still looks otherwise is not written again.
+    written_at: Option<Instant>,
     started: Instant,
     restarts: u32,
     /// When the process exited (it restarts after a back-off).
@@ -100,6 +103,9 @@ struct Running {
     spec: Launch,
 }
 
+/// How long a readiness write may take to come back through the watch before it is written
+/// again (KWOK's stages may also have overwritten it).
+const REASSERT_AFTER: Duration = Duration::from_secs(5);
 /// Readiness probes in flight at once.
 const PARALLEL_PROBES: usize = 64;
 /// Pod status writes in flight at once (each pod's kubelet would write its own).
@@ -280,7 +286,8 @@ async fn reconcile(
             continue;
         };
         r.next_probe = Instant::now() + r.probe_period;
-        if r.ready != Some(ok) || marked_ready(pod) != ok {
+        let awaiting_watch = r.written_at.is_some_and(|t| t.elapsed() < REASSERT_AFTER);
+        if r.ready != Some(ok) || (marked_ready(pod) != ok && !awaiting_watch) {
             changes.push((uid, pod.clone(), ok, r.restarts));
         }
     }
@@ -298,6 +305,7 @@ async fn reconcile(
     for (uid, ok) in written {
         if let Some(r) = running.get_mut(&uid) {
             r.ready = Some(ok);
+            r.written_at = Some(Instant::now());
         }
     }
 }

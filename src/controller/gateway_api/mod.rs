@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -67,7 +68,10 @@ struct Ctx {
     grants: Store<ReferenceGrant>,
     policies: Store<RoutePolicy>,
     namespaces: Store<Namespace>,
-    services: Store<Service>,
+    /// Every Service in the cluster, metadata only: a route's backend must exist.
+    services: Store<PartialObjectMeta<Service>>,
+    /// The data planes' Services, in full (their load-balancer addresses).
+    plane_services: Store<Service>,
     slices: Store<EndpointSlice>,
     /// Asks the route reconciler to look at every route again.
     route_tx: tokio::sync::mpsc::UnboundedSender<()>,
@@ -172,13 +176,21 @@ pub fn controllers(
         cfg.clone(),
         health,
     );
+    // A backend check needs only that a Service exists: every Service in the cluster is
+    // watched as metadata (its spec and status are most of it), the data planes' own in full.
     let (services, service_stream) = cached(
         "services/gateway-api",
-        Api::<Service>::all(client.clone()),
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
         cfg.clone(),
         health,
     );
     let dp_ns = settings.namespace.clone();
+    let (plane_services, plane_service_stream) = cached(
+        "services/gateways",
+        Api::<Service>::namespaced(client.clone(), &dp_ns),
+        dp.clone(),
+        health,
+    );
     let (slices, slice_stream) = cached(
         "endpointslices/gateways",
         Api::<EndpointSlice>::namespaced(client.clone(), &dp_ns),
@@ -204,6 +216,7 @@ pub fn controllers(
         policies,
         namespaces,
         services,
+        plane_services,
         slices,
         route_tx: route_tx.clone(),
     });
@@ -248,10 +261,13 @@ pub fn controllers(
     .watches_stream(deployments, move |d: Deployment| by_labels(d.labels()))
     .watches_stream(service_stream, {
         let tx = route_tx.clone();
-        move |s: Service| {
+        move |s: PartialObjectMeta<Service>| {
             let _ = tx.send(());
             by_labels(s.labels())
         }
+    })
+    .watches_stream(plane_service_stream, move |s: Service| {
+        by_labels(s.labels())
     })
     .watches_stream(grant_stream, {
         let tx = route_tx.clone();
@@ -536,7 +552,7 @@ async fn listener_certs(
 fn observe_plane(gateway: &Gateway, ctx: &Ctx) -> DataPlane {
     let name = data_plane::name(gateway);
     let svc = ctx
-        .services
+        .plane_services
         .get(&ObjectRef::new(&name).within(&ctx.settings.namespace));
     let ready_ips: Vec<String> = ctx
         .slices
